@@ -1,0 +1,27 @@
+"""The JSON error answers of the API: one shape, ``{"error": "<what was wrong>"}``, for every 4xx/503."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+# How long a client (or the load balancer's retry) should wait after an overload answer. Batches
+# take tens to hundreds of milliseconds, so capacity frees up within a second.
+RETRY_AFTER_S = 1
+
+
+def error_response(status: int, message: str, **extra: object) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+class Rejected(BaseException):
+    """Ends a request from deep inside BentoML's request parsing with a clean 4xx.
+
+    A BaseException on purpose: BentoML turns every ``Exception`` raised while it parses a request
+    into a generic 500. :class:`service.admission.AdmissionControl` catches this one and answers it.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -1,0 +1,51 @@
+"""The JSON answers of the API (pydantic models, so they also document themselves in OpenAPI)."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, Field
+
+from .model import LABELS
+
+TOP_K = 5
+
+
+class ModelInfo(BaseModel):
+    """Which model served the answer. Present in every answer."""
+
+    name: str = "resnet18"
+    tag: str | None = Field(description="BentoML model-store tag; null when weights came from RESNET18_WEIGHTS")
+    weights: str = Field(description="where the weights came from")
+    trained: bool
+    device: str
+    precision: str
+    warning: str | None = None
+
+
+class WorkerStatus(BaseModel):
+    """What the model worker reports about itself to the API process."""
+
+    ready: bool
+    not_ready_reason: str | None = None
+    model: ModelInfo
+
+
+class ClassScore(BaseModel):
+    class_id: int = Field(description="ImageNet-1k class index, 0-999")
+    label: str
+    score: float = Field(description="softmax probability")
+
+
+class Prediction(ClassScore):
+    top_k: list[ClassScore] = Field(description=f"the {TOP_K} most probable classes, best first")
+    model: ModelInfo
+
+
+def predictions_from(probabilities: torch.Tensor, model: ModelInfo) -> list[Prediction]:
+    """(N, 1000) probabilities -> one Prediction per row, in order."""
+    scores, indices = probabilities.topk(TOP_K, dim=1)
+    answers = []
+    for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+        top = [ClassScore(class_id=i, label=LABELS[i], score=s) for s, i in zip(row_scores, row_indices, strict=True)]
+        answers.append(Prediction(**top[0].model_dump(), top_k=top, model=model))
+    return answers

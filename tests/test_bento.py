@@ -1,0 +1,97 @@
+"""`bentoml build` makes a bento with the model, and a container recipe for an NVIDIA GPU.
+
+No Docker engine here: the test builds the bento and inspects the exact Docker build context that
+`bentoml containerize` would send (BentoML's own construct_containerfile)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+
+from tests.server import REPO
+
+pytestmark = pytest.mark.build
+
+
+@pytest.fixture(scope="module")
+def built_bento(model_store: tuple[Path, str]) -> Iterator[tuple[str, Path]]:
+    home, _ = model_store
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop("RESNET18_WEIGHTS", None)  # a build packs the store's model
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("bentoml")), "build", "--output", "tag"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = tag.split(":")
+    yield tag, home / "bentos" / name / version
+
+
+def test_bento_declares_the_model(built_bento: tuple[str, Path], model_store: tuple[Path, str]) -> None:
+    _, model_tag = model_store
+    _, path = built_bento
+    info = yaml.safe_load((path / "bento.yaml").read_text())
+    assert info["entry_service"] == "image-classifier"
+    services = {service["name"]: service for service in info["services"]}
+    assert [model["tag"] for model in services["resnet18"]["models"]] == [model_tag]
+
+
+def test_bento_pins_the_torch_the_tests_ran_with(built_bento: tuple[str, Path]) -> None:
+    _, path = built_bento
+    pins = dict(
+        line.split("==", 1)
+        for line in (path / "env" / "python" / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert pins["torch"] == torch.__version__.split("+")[0]
+    assert pins["torchvision"] == torchvision.__version__.split("+")[0]
+    # The CUDA runtime the container will load is the one this torch build was made for.
+    assert torch.version.cuda is not None
+    cuda_major = torch.version.cuda.split(".")[0]
+    assert pins["nvidia-cuda-runtime"].startswith(f"{cuda_major}.")
+
+
+def test_containerize_context_holds_model_and_gpu_settings(
+    built_bento: tuple[str, Path], model_store: tuple[Path, str]
+) -> None:
+    tag, _ = built_bento
+    home, model_tag = model_store
+    code = f"""
+import bentoml, pathlib, sys
+from bentoml._internal.container import construct_containerfile
+bento = bentoml.bentos.get({tag!r})
+with construct_containerfile(bento, enable_buildkit=True) as (context, dockerfile):
+    root = pathlib.Path(context)
+    print("DOCKERFILE_BEGIN"); print(pathlib.Path(dockerfile).read_text()); print("DOCKERFILE_END")
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            print("FILE", p.relative_to(root), p.stat().st_size)
+"""
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    dockerfile = result.stdout.split("DOCKERFILE_BEGIN", 1)[1].split("DOCKERFILE_END", 1)[0]
+    files = dict(re.findall(r"^FILE (\S+) (\d+)$", result.stdout, re.MULTILINE))
+
+    name, version = model_tag.split(":")
+    weights = f"models/{name}/{version}/resnet18.pth"
+    assert weights in files and int(files[weights]) > 40_000_000  # the model travels in the image
+    assert "src/service/model_service.py" in files
+    assert not any(path.startswith(("src/tests", "src/infra", "src/.venv")) for path in files)
+    for setting in ("NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "RESNET18_DEVICE=cuda"):
+        assert setting.split("=")[0] in dockerfile and setting.split("=")[1] in dockerfile
+    assert "BENTOML_CONTAINERIZED=true" in dockerfile
+    assert "python:3.11" in dockerfile  # torch's wheels bring CUDA 13 + cuDNN; no CUDA base image needed

@@ -1,0 +1,70 @@
+"""Preprocessing in-process: the exact reference split, decoding of odd images, and the limits."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import ResNet18_Weights
+
+from service.preprocessing import DRAFT_MIN_SIDE, ImageError, decode_image, normalize, preprocess
+from tests import images
+
+REFERENCE = ResNet18_Weights.IMAGENET1K_V1.transforms()
+PIXELS = 50_000_000
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (224, 224), (1000, 999), (257, 1200)])
+def test_uint8_crop_then_normalize_equals_torchvision_transforms(size: tuple[int, int]) -> None:
+    data = images.jpeg(*size, seed=sum(size))
+    ours = normalize(preprocess(data, PIXELS).unsqueeze(0))[0]
+    reference = REFERENCE(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert ours.shape == reference.shape == (3, 224, 224)
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_large_jpegs_decode_at_reduced_scale_small_ones_do_not() -> None:
+    small = decode_image(images.jpeg(1000, 750), PIXELS)
+    assert small.image.size == (1000, 750)
+    big = decode_image(images.jpeg(4032, 3024, quality=80), PIXELS)
+    assert big.original_size == (4032, 3024)
+    assert big.image.size[1] >= DRAFT_MIN_SIDE and big.image.size[0] < 4032  # DCT-scaled, still > 2x the resize
+
+
+def test_transparent_pixels_are_shown_on_white() -> None:
+    transparent = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    decoded = decode_image(images.encode(transparent, "PNG"), PIXELS).image
+    assert decoded.mode == "RGB" and decoded.getextrema() == ((255, 255), (255, 255), (255, 255))
+
+
+def test_exif_orientation_restores_the_upright_picture() -> None:
+    rotated, upright = images.exif_rotated_jpeg()
+    assert decode_image(rotated, PIXELS).image.size == decode_image(upright, PIXELS).image.size == (400, 300)
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped() -> None:
+    sixteen, eight = images.png_16bit()
+    a = np.asarray(decode_image(sixteen, PIXELS).image).astype(int)
+    b = np.asarray(decode_image(eight, PIXELS).image).astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [(b"", 400), (b"GIF89a-but-not-really", 422), (images.truncated_jpeg(), 422)],
+    ids=["empty", "fake-header", "truncated"],
+)
+def test_bad_bytes_raise_image_errors(data: bytes, status: int) -> None:
+    with pytest.raises(ImageError) as info:
+        decode_image(data, PIXELS)
+    assert info.value.status == status
+
+
+def test_pixel_limit_is_checked_from_the_header() -> None:
+    data = images.encode(Image.new("L", (4000, 3000)), "PNG")
+    with pytest.raises(ImageError, match="4000x3000") as info:
+        decode_image(data, max_pixels=10_000_000)
+    assert info.value.status == 413
