@@ -7,7 +7,7 @@ export BENTOML_DO_NOT_TRACK := true
 
 .PHONY: serve test lint typecheck build clean lock
 
-$(VENV)/.installed: requirements.lock.txt requirements-dev.txt
+$(VENV)/.installed: requirements.lock.txt requirements-dev.txt infra/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -28,7 +28,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy service
+	$(VENV)/bin/mypy service infra
 
 ## Build the bento (GPU container recipe + model) into the BentoML store.
 build: $(VENV)/.installed

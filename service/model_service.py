@@ -67,9 +67,15 @@ class ResNet18:
         logger.info(
             "resnet18 ready on %s/%s: weights %s; warmed batch sizes %s in %.1f s; torch threads %d; "
             "max batch %d, max latency %d ms",
-            runtime.device, runtime.dtype, weights, sizes if len(sizes) < 8 else f"1..{max(sizes)}",
-            time.perf_counter() - started, torch.get_num_threads(), SETTINGS.max_batch_size, MAX_LATENCY_MS,
-        )  # fmt: skip
+            runtime.device,
+            runtime.dtype,
+            weights,
+            sizes if len(sizes) < 8 else f"1..{max(sizes)}",
+            time.perf_counter() - started,
+            torch.get_num_threads(),
+            SETTINGS.max_batch_size,
+            MAX_LATENCY_MS,
+        )
         if state is None:
             logger.warning("=" * 72 + "\n%s\n" + "=" * 72, UNTRAINED_WARNING)
 

@@ -1,0 +1,302 @@
+"""The GPU fleet: launch template, Auto Scaling group with a warm pool, and the instances' identity.
+
+Scale-out takes seconds, not the 5-10 minutes of a cold GPU instance pulling a multi-GB image: the
+warm pool keeps instances that have already booted, pulled the image and loaded the model, stopped
+(GPU families cannot hibernate), so a stopped instance only pays for its disk. A launch lifecycle hook
+holds every instance, entering the pool or leaving it for service, until the service answers /readyz.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from .user_data import SERVICE_NAMESPACE, UserDataParams, render
+
+LAUNCH_HOOK = "wait-for-ready"
+TERMINATE_HOOK = "drain"
+READY_TIMEOUT_S = 900  # image pull + model load + warm-up on the slowest supported instance, with margin
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    name: str
+    asg_name: str
+    region: str
+    instance_type: str
+    ami_id: pulumi.Input[str]
+    root_volume_gb: int
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    load_balancer_security_group_id: pulumi.Input[str]
+    target_group_arn: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    image_uri: pulumi.Input[str]
+    service_port: int
+    readiness_path: str
+    service_env: dict[str, str]
+    min_size: int
+    max_size: int
+    desired_capacity: int
+    warm_pool_min_size: int
+    warm_pool_max_prepared: int | None
+    health_check_grace_s: int
+    instance_warmup_s: int
+    refresh_min_healthy_percent: int
+    log_retention_days: int
+    tags: dict[str, str]
+
+
+class GpuFleet(pulumi.ComponentResource):
+    asg_name: pulumi.Output[str]
+    asg_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    role_name: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("elastic-resnet:fleet:GpuFleet", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account_id = aws.get_caller_identity().account_id
+        asg_arn_pattern = (
+            f"arn:aws:autoscaling:{args.region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{args.asg_name}"
+        )
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/{args.name}/service",
+            retention_in_days=args.log_retention_days,
+            tags=args.tags,
+            opts=child,
+        )
+
+        # Instances accept traffic from the load balancer only; no SSH (operators use SSM Session Manager).
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-instances",
+            vpc_id=args.vpc_id,
+            description="elastic-resnet GPU instances: the service port, from the load balancer only",
+            tags={**args.tags, "Name": f"{args.name}-instances"},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-from-alb",
+            security_group_id=security_group.id,
+            ip_protocol="tcp",
+            from_port=args.service_port,
+            to_port=args.service_port,
+            referenced_security_group_id=args.load_balancer_security_group_id,
+            description="service port, from the load balancer",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-egress",
+            security_group_id=security_group.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="ECR, CloudWatch, SSM and package mirrors, through the NAT gateway",
+            opts=child,
+        )
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=role.id,
+            policy=pulumi.Output.all(args.repository_arn, log_group.arn).apply(
+                lambda values: json.dumps(instance_policy(values[0], values[1], asg_arn_pattern))
+            ),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=args.tags, opts=child)
+
+        user_data = pulumi.Output.all(args.image_uri, log_group.name).apply(
+            lambda values: render(
+                UserDataParams(
+                    region=args.region,
+                    image_uri=values[0],
+                    asg_name=args.asg_name,
+                    launch_hook_name=LAUNCH_HOOK,
+                    log_group=values[1],
+                    service_port=args.service_port,
+                    readiness_path=args.readiness_path,
+                    ready_timeout_s=READY_TIMEOUT_S - 60,
+                    service_env=args.service_env,
+                )
+            )
+        )
+        launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            image_id=args.ami_id,
+            instance_type=args.instance_type,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            vpc_security_group_ids=[security_group.id],
+            user_data=user_data.apply(lambda script: base64.b64encode(script.encode()).decode()),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",  # IMDSv2 only
+                http_put_response_hop_limit=1,  # containers cannot reach the instance's credentials
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/sda1",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.root_volume_gb,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={**args.tags, "Name": args.name})
+                for kind in ("instance", "volume")
+            ],
+            update_default_version=True,
+            tags=args.tags,
+            opts=child,
+        )
+
+        group = aws.autoscaling.Group(
+            f"{name}-asg",
+            name=args.asg_name,
+            min_size=args.min_size,
+            max_size=args.max_size,
+            desired_capacity=args.desired_capacity,
+            vpc_zone_identifiers=args.subnet_ids,
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=launch_template.id, version=launch_template.latest_version.apply(str)
+            ),
+            target_group_arns=[args.target_group_arn],
+            health_check_type="ELB",
+            health_check_grace_period=args.health_check_grace_s,
+            default_instance_warmup=args.instance_warmup_s,
+            # Lifecycle hooks must exist before the first instance launches, hence initial hooks.
+            initial_lifecycle_hooks=[
+                aws.autoscaling.GroupInitialLifecycleHookArgs(
+                    name=LAUNCH_HOOK,
+                    lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",  # into the pool and out of it
+                    heartbeat_timeout=READY_TIMEOUT_S,
+                    default_result="ABANDON",  # never serve from an instance that did not say ready
+                ),
+                aws.autoscaling.GroupInitialLifecycleHookArgs(
+                    name=TERMINATE_HOOK,
+                    lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                    # Time for the ALB to drain in-flight requests and the agent to flush metrics/logs.
+                    heartbeat_timeout=60,
+                    default_result="CONTINUE",
+                ),
+            ],
+            warm_pool=aws.autoscaling.GroupWarmPoolArgs(
+                pool_state="Stopped",  # GPU instance families do not support hibernation
+                min_size=args.warm_pool_min_size,
+                max_group_prepared_capacity=args.warm_pool_max_prepared
+                if args.warm_pool_max_prepared is not None
+                else args.max_size,
+                instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
+            ),
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=args.refresh_min_healthy_percent,
+                    max_healthy_percentage=200,  # launch the new instance before the old one goes
+                    instance_warmup=str(args.instance_warmup_s),
+                    auto_rollback=True,
+                    skip_matching=True,
+                ),
+            ),
+            enabled_metrics=[
+                aws.autoscaling.Metric.GROUP_DESIRED_CAPACITY,
+                aws.autoscaling.Metric.GROUP_IN_SERVICE_INSTANCES,
+                aws.autoscaling.Metric.GROUP_PENDING_INSTANCES,
+                aws.autoscaling.Metric.GROUP_TERMINATING_INSTANCES,
+                aws.autoscaling.Metric.GROUP_TOTAL_INSTANCES,
+                aws.autoscaling.Metric.WARM_POOL_WARMED_CAPACITY,
+                aws.autoscaling.Metric.WARM_POOL_PENDING_CAPACITY,
+                aws.autoscaling.Metric.WARM_POOL_TOTAL_CAPACITY,
+                aws.autoscaling.Metric.WARM_POOL_DESIRED_CAPACITY,
+            ],
+            metrics_granularity="1Minute",
+            termination_policies=["OldestLaunchTemplate", "Default"],
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+                for key, value in args.tags.items()
+            ],
+            opts=child,
+        )
+        self.asg_name = group.name
+        self.asg_arn = group.arn
+        self.security_group_id = security_group.id
+        self.role_name = role.name
+        self.log_group_name = log_group.name
+        self.register_outputs({"asg_name": self.asg_name, "log_group_name": self.log_group_name})
+
+
+def instance_policy(repository_arn: str, log_group_arn: str, asg_arn_pattern: str) -> dict[str, object]:
+    """Least privilege for an instance: pull this repository's image, publish its metrics and logs,
+    complete its own lifecycle actions, and be reachable through SSM Session Manager. No wildcard action."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            # GetAuthorizationToken has no resource-level permissions: AWS requires "*" here.
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {
+                "Sid": "EcrPull",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                "Resource": repository_arn,
+            },
+            {
+                "Sid": "Metrics",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": ["CWAgent", SERVICE_NAMESPACE]}},
+            },
+            {
+                "Sid": "AgentDiscovery",  # the agent resolves ${aws:AutoScalingGroupName} from the instance's tags
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeTags", "ec2:DescribeVolumes"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": [log_group_arn, f"{log_group_arn}:*"],
+            },
+            {
+                "Sid": "LifecycleHooks",
+                "Effect": "Allow",
+                "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
+                "Resource": asg_arn_pattern,
+            },
+            {
+                "Sid": "SessionManager",
+                "Effect": "Allow",
+                "Action": [
+                    "ssm:UpdateInstanceInformation",
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel",
+                ],
+                "Resource": "*",
+            },
+        ],
+    }

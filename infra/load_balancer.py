@@ -1,0 +1,145 @@
+"""The public endpoint: an Application Load Balancer in front of the GPU instances' port 3000.
+
+Health checks hit the service's /readyz, which answers 200 only once the model is loaded and warmed
+up, so no instance gets traffic before it can serve it fast. Requests go to the target with the fewest
+outstanding requests: batches make per-instance latency depend on queue depth, not on request count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    name: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    service_port: int
+    health_check_path: str
+    certificate_arn: str | None
+    idle_timeout_s: int
+    deregistration_delay_s: int
+    tags: dict[str, str]
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    security_group_id: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    arn_suffix: pulumi.Output[str]  # the LoadBalancer dimension of AWS/ApplicationELB metrics
+    target_group_arn_suffix: pulumi.Output[str]
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("elastic-resnet:endpoint:LoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        https = args.certificate_arn is not None
+        listener_ports = [80, 443] if https else [80]
+
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-alb",
+            vpc_id=args.vpc_id,
+            description="elastic-resnet load balancer: HTTP(S) from anywhere",
+            tags={**args.tags, "Name": f"{args.name}-alb"},
+            opts=child,
+        )
+        for port in listener_ports:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-alb-in-{port}",
+                security_group_id=security_group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4="0.0.0.0/0",
+                description=f"clients, port {port}",
+                opts=child,
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-alb-out",
+            security_group_id=security_group.id,
+            ip_protocol="tcp",
+            from_port=args.service_port,
+            to_port=args.service_port,
+            cidr_ipv4="0.0.0.0/0",
+            description="to the service port of the targets (their own group admits only this ALB)",
+            opts=child,
+        )
+
+        alb = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            subnets=args.subnet_ids,
+            security_groups=[security_group.id],
+            idle_timeout=args.idle_timeout_s,
+            drop_invalid_header_fields=True,
+            tags=args.tags,
+            opts=child,
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            port=args.service_port,
+            protocol="HTTP",
+            target_type="instance",
+            vpc_id=args.vpc_id,
+            load_balancing_algorithm_type="least_outstanding_requests",
+            # Long enough for in-flight requests to finish (they take well under a second; BentoML's
+            # own request timeout is 60 s), short enough not to slow scale-in and deploys.
+            deregistration_delay=args.deregistration_delay_s,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=args.health_check_path,
+                protocol="HTTP",
+                matcher="200",
+                interval=10,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+        if https:
+            aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=alb.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=args.certificate_arn,
+                default_actions=[forward],
+                opts=child,
+            )
+            redirect = aws.lb.ListenerDefaultActionArgs(
+                type="redirect",
+                redirect=aws.lb.ListenerDefaultActionRedirectArgs(port="443", protocol="HTTPS", status_code="HTTP_301"),
+            )
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=alb.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[redirect],
+                opts=child,
+            )
+        else:
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=alb.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[forward],
+                opts=child,
+            )
+
+        self.security_group_id = security_group.id
+        self.target_group_arn = target_group.arn
+        self.arn_suffix = alb.arn_suffix
+        self.target_group_arn_suffix = target_group.arn_suffix
+        self.url = alb.dns_name.apply(lambda dns: f"{'https' if https else 'http'}://{dns}")
+        self.register_outputs({"url": self.url, "target_group_arn": self.target_group_arn})

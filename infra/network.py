@@ -1,0 +1,120 @@
+"""Network: a VPC across two or more AZs, public subnets for the load balancer, private ones for the GPUs.
+
+Instances get no public address; they reach ECR, CloudWatch and SSM through one NAT gateway, and S3
+(where ECR keeps image layers, the bulk of every pull) through a free gateway endpoint, so multi-GB
+image pulls cost no NAT data processing. One NAT gateway, not one per AZ: cheaper while idle, at the
+price of outbound access (not serving) during an AZ outage.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    name: str
+    region: str
+    cidr: str
+    availability_zones: int
+    tags: dict[str, str]
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: pulumi.Output[list[str]]
+    private_subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("elastic-resnet:network:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        zones = aws.get_availability_zones(state="available").names[: args.availability_zones]
+        if len(zones) < args.availability_zones:
+            raise ValueError(f"the region has {len(zones)} available AZs; {args.availability_zones} requested")
+        subnets = list(ipaddress.ip_network(args.cidr).subnets(new_prefix=20))
+
+        def tags(resource: str) -> dict[str, str]:
+            return {**args.tags, "Name": f"{args.name}-{resource}"}
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=args.cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags=tags("vpc"),
+            opts=child,
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags("igw"), opts=child)
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+            tags=tags("public"),
+            opts=child,
+        )
+        public, private = [], []
+        for index, zone in enumerate(zones):
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{index}",
+                vpc_id=vpc.id,
+                availability_zone=zone,
+                cidr_block=str(subnets[index]),
+                map_public_ip_on_launch=False,
+                tags=tags(f"public-{zone}"),
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
+            )
+            public.append(subnet)
+        nat_ip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags("nat"), opts=child)
+        nat = aws.ec2.NatGateway(
+            f"{name}-nat",
+            allocation_id=nat_ip.id,
+            subnet_id=public[0].id,
+            tags=tags("nat"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+        )
+        private_routes = aws.ec2.RouteTable(
+            f"{name}-private",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+            tags=tags("private"),
+            opts=child,
+        )
+        for index, zone in enumerate(zones):
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{index}",
+                vpc_id=vpc.id,
+                availability_zone=zone,
+                cidr_block=str(subnets[len(zones) + index]),
+                tags=tags(f"private-{zone}"),
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child
+            )
+            private.append(subnet)
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[private_routes.id],
+            tags=tags("s3"),
+            opts=child,
+        )
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public])
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private])
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "public_subnet_ids": self.public_subnet_ids,
+                "private_subnet_ids": self.private_subnet_ids,
+            }
+        )

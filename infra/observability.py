@@ -1,0 +1,142 @@
+"""Operations: where alarms notify, and one dashboard for requests, latency, GPUs and the fleet."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from .user_data import AGENT_NAMESPACE, IN_FLIGHT_METRIC, SERVICE_NAMESPACE
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    name: str
+    region: str
+    alarm_email: str | None
+    tags: dict[str, str]
+
+
+class Notifications(pulumi.ComponentResource):
+    """The SNS topic every alarm notifies, with an optional e-mail subscription."""
+
+    topic_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("elastic-resnet:observability:Notifications", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        topic = aws.sns.Topic(
+            f"{name}-alarms", name=f"{args.name}-alarms", kms_master_key_id="alias/aws/sns", tags=args.tags, opts=child
+        )
+        if args.alarm_email:
+            aws.sns.TopicSubscription(
+                f"{name}-email", topic=topic.arn, protocol="email", endpoint=args.alarm_email, opts=child
+            )
+        self.topic_arn = topic.arn
+        self.register_outputs({"topic_arn": self.topic_arn})
+
+
+@dataclass(frozen=True)
+class DashboardArgs:
+    name: str
+    region: str
+    asg_name: pulumi.Input[str]
+    load_balancer: pulumi.Input[str]  # ALB arn suffix
+    target_group: pulumi.Input[str]  # target group arn suffix
+    alarm_arns: pulumi.Input[list[str]]
+
+
+class Dashboard(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DashboardArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("elastic-resnet:observability:Dashboard", name, None, opts)
+        body = pulumi.Output.all(args.asg_name, args.load_balancer, args.target_group, args.alarm_arns).apply(
+            lambda values: json.dumps(dashboard_body(args.region, values[0], values[1], values[2], values[3]))
+        )
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=args.name, dashboard_body=body, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.url = dashboard.dashboard_name.apply(
+            lambda dashboard_name: (
+                f"https://{args.region}.console.aws.amazon.com/cloudwatch/home"
+                f"?region={args.region}#dashboards:name={dashboard_name}"
+            )
+        )
+        self.register_outputs({"url": self.url})
+
+
+def dashboard_body(region: str, asg: str, alb: str, tg: str, alarm_arns: list[str]) -> dict[str, Any]:
+    def widget(title: str, metrics: list[list[Any]], x: int, y: int, **extra: Any) -> dict[str, Any]:
+        properties = {"title": title, "region": region, "metrics": metrics, "view": "timeSeries", "period": 60}
+        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {**properties, **extra}}
+
+    by_asg = ["AutoScalingGroupName", asg]
+    lb = ["LoadBalancer", alb]
+    return {
+        "widgets": [
+            widget(
+                "Requests (per minute) and errors",
+                [
+                    ["AWS/ApplicationELB", "RequestCount", *lb, {"stat": "Sum"}],
+                    ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", *lb, {"stat": "Sum"}],
+                    ["AWS/ApplicationELB", "HTTPCode_Target_4XX_Count", *lb, {"stat": "Sum"}],
+                    ["AWS/ApplicationELB", "RequestCountPerTarget", "TargetGroup", tg, {"stat": "Sum"}],
+                ],
+                0,
+                0,
+            ),
+            widget(
+                "Latency at the load balancer (s)",
+                [
+                    ["AWS/ApplicationELB", "TargetResponseTime", *lb, {"stat": "p50"}],
+                    ["AWS/ApplicationELB", "TargetResponseTime", *lb, {"stat": "p99"}],
+                ],
+                12,
+                0,
+            ),
+            widget(
+                "GPU utilisation and memory (%)",
+                [
+                    [AGENT_NAMESPACE, "nvidia_smi_utilization_gpu", *by_asg, {"id": "gpu"}],
+                    [AGENT_NAMESPACE, "nvidia_smi_memory_used", *by_asg, {"id": "used", "visible": False}],
+                    [AGENT_NAMESPACE, "nvidia_smi_memory_total", *by_asg, {"id": "total", "visible": False}],
+                    [{"expression": "100 * used / total", "label": "GPU memory %"}],
+                    ["AWS/EC2", "CPUUtilization", *by_asg, {"label": "CPU %"}],
+                ],
+                0,
+                6,
+                yAxis={"left": {"min": 0, "max": 100}},
+            ),
+            widget(
+                "In-flight requests (fleet)",
+                [
+                    [SERVICE_NAMESPACE, IN_FLIGHT_METRIC, *by_asg, {"stat": "Sum"}],
+                ],
+                12,
+                6,
+            ),
+            widget(
+                "Instances: in service, warm pool, pending",
+                [
+                    ["AWS/AutoScaling", "GroupInServiceInstances", *by_asg],
+                    ["AWS/AutoScaling", "GroupDesiredCapacity", *by_asg],
+                    ["AWS/AutoScaling", "GroupPendingInstances", *by_asg],
+                    ["AWS/AutoScaling", "WarmPoolWarmedCapacity", *by_asg],
+                ],
+                0,
+                12,
+            ),
+            {
+                "type": "alarm",
+                "x": 12,
+                "y": 12,
+                "width": 12,
+                "height": 6,
+                "properties": {"title": "Scaling alarms (state changes are the scaling events)", "alarms": alarm_arns},
+            },
+        ]
+    }
