@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 3000
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: serve test lint typecheck build clean lock
+.PHONY: serve test lint typecheck build clean lock bench
 
 $(VENV)/.installed: requirements.lock.txt requirements-dev.txt infra/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy service infra
+	$(VENV)/bin/mypy service infra bench
+
+## The benchmark: raw model vs a plain Flask server vs this service (README, "Performance").
+bench: $(VENV)/.installed
+	$(PY) -m bench
 
 ## Build the bento (GPU container recipe + model) into the BentoML store.
 build: $(VENV)/.installed

@@ -12,8 +12,10 @@ import logging
 import os
 from pathlib import Path
 
+import aiohttp
 import anyio
 import bentoml
+import numpy as np
 import torch
 from bentoml.exceptions import BentoMLException
 from starlette.responses import JSONResponse
@@ -29,6 +31,7 @@ from .schemas import ModelInfo, Prediction, WorkerStatus, predictions_from
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 LIMITS = InputLimits.from_env()
+INFER_ATTEMPTS = 3
 API_WORKERS = int(os.environ.get("RESNET18_API_WORKERS", "1"))
 
 
@@ -37,6 +40,9 @@ class ImageClassifier:
     model = bentoml.depends(ResNet18)
 
     def __init__(self) -> None:
+        # This process does no tensor math worth threads, and idle OpenMP threads spin for a while after
+        # every parallel op: with more than one they take CPU from the model worker on the same machine.
+        torch.set_num_threads(1)
         # Decoding is CPU-bound C code that releases the GIL: one thread per core decodes in parallel.
         self._decoders = anyio.CapacityLimiter(os.cpu_count() or 1)
         self._model_info: ModelInfo | None = None
@@ -70,7 +76,7 @@ class ImageClassifier:
             if isinstance(info, str):
                 return error_response(503, f"the model is not ready: {info}")
             # The worker's batching splits and merges as needed: one call per request is enough.
-            probabilities = await self.model.to_async.infer(torch.stack(crops).numpy())
+            probabilities = await self._infer(torch.stack(crops).numpy())
         except BentoMLException as exc:
             if exc.error_code.value in (429, 503):
                 logger.warning("model worker shed a request: %s", exc)
@@ -80,7 +86,23 @@ class ImageClassifier:
                     f"({MAX_LATENCY_MS} ms); retry shortly",
                 )
             raise
-        return predictions_from(torch.from_numpy(probabilities), info)
+        return predictions_from(torch.from_numpy(probabilities.copy()), info)
+
+    async def _infer(self, crops: np.ndarray) -> np.ndarray:
+        """One batched inference call, retried on a dropped connection.
+
+        BentoML 1.4's client to a dependency replaces its HTTP session every 100 requests by closing
+        the old one, which aborts the requests still in flight on it ("Server disconnected"). Inference
+        is idempotent, so such a call is simply sent again on the new session."""
+        for attempt in range(INFER_ATTEMPTS):
+            try:
+                result: np.ndarray = await self.model.to_async.infer(crops)
+                return result
+            except aiohttp.ClientConnectionError:
+                if attempt == INFER_ATTEMPTS - 1:
+                    raise
+                logger.info("connection to the model worker dropped; retrying (attempt %d)", attempt + 2)
+        raise AssertionError("unreachable")
 
     async def _decode(self, index: int, path: Path) -> torch.Tensor:
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.fx.experimental.optimization import fuse
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from .preprocessing import CROP, normalize
@@ -130,11 +131,14 @@ def log_cuda_versions() -> None:
 class BatchClassifier:
     """ResNet18 on one device and precision; ``__call__`` maps uint8 NCHW batches to probabilities."""
 
-    def __init__(self, model: ResNet, runtime: RuntimeChoice) -> None:
+    def __init__(self, model: torch.nn.Module, runtime: RuntimeChoice) -> None:
         self.runtime = runtime
         if runtime.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # autotuned during warm_up, not on live traffic
-        self.model = model.to(device=runtime.device, dtype=runtime.dtype, memory_format=torch.channels_last)
+        # Fold each batch norm into the convolution before it (exact in eval mode up to float rounding:
+        # ~2e-6 on fp32 logits): +20% images/s in fp32 on CPU, +7% in bf16 (README, "Performance").
+        fused = fuse(model.eval())
+        self.model = fused.to(device=runtime.device, dtype=runtime.dtype).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from bench.servers import REPO, free_port, managed_process
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO", "Server", "bentoml_serve"]
+
 BENTOML = Path(sys.executable).with_name("bentoml")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -39,46 +29,8 @@ class Server:
 @contextmanager
 def bentoml_serve(env: dict[str, str], log: Path, wait_ready: bool = True, timeout_s: float = 180) -> Iterator[Server]:
     port = free_port()
-    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(BENTOML), "serve", "--port", str(port), "--host", "127.0.0.1"],
-            cwd=REPO,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops the workers too
-        )
-    server = Server(url=f"http://127.0.0.1:{port}", log=log, process=process)
-    try:
-        if wait_ready:
-            wait_until_ready(server, timeout_s)
-        yield server
-    finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server and every worker it started (the whole process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def wait_until_ready(server: Server, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {server.process.returncode}:\n{server.log_text()[-4000:]}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"server not ready after {timeout_s} s:\n{server.log_text()[-4000:]}")
+    url = f"http://127.0.0.1:{port}"
+    command = [str(BENTOML), "serve", "--port", str(port), "--host", "127.0.0.1"]
+    ready = f"{url}/readyz" if wait_ready else None
+    with managed_process(command, {"BENTOML_DO_NOT_TRACK": "true", **env}, log, ready, timeout_s) as process:
+        yield Server(url=url, log=log, process=process)

@@ -135,6 +135,15 @@ def test_concurrent_requests_are_merged_into_batches(server: Server) -> None:
     assert batches < requests, f"{requests} concurrent requests ran as {batches} batches: no batching"
 
 
+def test_sustained_concurrency_never_fails(server: Server) -> None:
+    """More than 100 concurrent calls into the model worker: BentoML's client replaces its session
+    every 100 requests and drops what is in flight on the old one; the service retries those."""
+    data = images.jpeg(seed=7)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda _: predict(server, data).status_code, range(160)))
+    assert statuses == [200] * 160
+
+
 def test_predict_and_classify_share_one_batched_path(server: Server) -> None:
     sum_before, _ = batch_histogram(server)
     assert predict(server, images.jpeg()).status_code == 200

@@ -1,0 +1,109 @@
+"""One-shot GPU check: raw fp16/fp32 ceiling per batch size, fp16 vs fp32 top-1 agreement, and
+end-to-end images/s through the service (`bentoml serve`), or through the same batched model path
+in-process when BentoML is not installed. Writes gpu_check.json; run by bench/gpu_check.sh."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import raw_model
+from bench.agreement import top1_agreement
+from bench.load import Upload, run_load
+from bench.sample_images import jpeg
+from service.model import BatchClassifier, RuntimeChoice, build_resnet18
+from service.preprocessing import preprocess
+
+BATCH_SIZES = (1, 8, 32, 64, 128)
+CONCURRENCY = (32, 64, 128)
+
+
+def in_process_pipeline(images: list[bytes], model: torch.nn.Module, device: str, seconds: float) -> float:
+    """Decode on a thread pool, classify in batches of 64 on the GPU: the service's path without HTTP."""
+    classifier = BatchClassifier(model, RuntimeChoice(torch.device(device), torch.float16))
+    classifier.warm_up(64)
+    done, started = 0, time.perf_counter()
+    with ThreadPoolExecutor() as pool:
+        while time.perf_counter() - started < seconds:
+            crops = list(pool.map(lambda data: preprocess(data, 50_000_000), images[:64]))
+            classifier(torch.stack(crops))
+            done += len(crops)
+    return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--requests", type=int, default=1024)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"no usable CUDA device (torch {torch.__version__}, CUDA {torch.version.cuda})")
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
+    print(f"device: {name}; torch {torch.__version__} (CUDA {torch.version.cuda})", flush=True)
+    torch.manual_seed(0)
+    model = build_resnet18(None)
+    results: dict[str, Any] = {"device": name, "torch": torch.__version__, "raw": []}
+
+    precisions = ["fp32", "fp16"] if args.device == "cuda" else ["fp32"]
+    for precision in precisions:
+        for batch_size in BATCH_SIZES:
+            raw = raw_model.measure(args.device, precision, batch_size, args.seconds, model)
+            results["raw"].append(raw.as_dict())
+            print(f"raw {precision:>4} batch {batch_size:>3}: {raw.images_per_s:8.1f} images/s", flush=True)
+
+    images = [jpeg(500, 375, seed=seed) for seed in range(128)]
+    crops = torch.stack([preprocess(data, 50_000_000) for data in images])
+    if args.device == "cuda":
+        agreement = top1_agreement(crops, [str(i) for i in range(len(images))], model, args.device, "fp16")
+        results["agreement_fp16_vs_fp32"] = {
+            "rate": agreement.rate,
+            "max_score_difference": agreement.max_score_difference,
+        }
+        print(f"top-1 agreement fp16 vs fp32: {100 * agreement.rate:.1f}% of {agreement.images}", flush=True)
+
+    if importlib.util.find_spec("bentoml") is not None and shutil.which(
+        "bentoml", path=str(Path(sys.executable).parent)
+    ):
+        from bench.servers import service_server
+
+        uploads = [Upload.of("image", data) for data in images]
+        with tempfile.TemporaryDirectory() as scratch:
+            weights = Path(scratch) / "resnet18.pth"
+            torch.save(model.state_dict(), weights)
+            precision = "fp16" if args.device == "cuda" else "fp32"
+            env = {"RESNET18_DEVICE": args.device, "RESNET18_MAX_BATCH_SIZE": "64"}
+            with service_server(weights, precision, args.out / "gpu-service.log", env) as (url, _):
+                results["service"] = []
+                for concurrency in CONCURRENCY:
+                    run_load(url, uploads, concurrency, 128, 0)
+                    level = run_load(url, uploads, concurrency, args.requests, 0).as_dict()
+                    results["service"].append(level)
+                    print(
+                        f"service c={concurrency:>3}: {level['images_per_s']:8.1f} images/s, "
+                        f"p99 {level['p99_ms']:.0f} ms, errors {level['errors']}",
+                        flush=True,
+                    )
+    else:
+        rate = in_process_pipeline(images, model, args.device, args.seconds * 3)
+        results["in_process_pipeline_images_per_s"] = rate
+        print(f"BentoML not installed: in-process decode + batched fp16 path: {rate:.1f} images/s", flush=True)
+
+    (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out / 'gpu_check.json'}")
+
+
+if __name__ == "__main__":
+    main()

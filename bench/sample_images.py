@@ -1,0 +1,33 @@
+"""Photo-like test images made on the spot (nothing downloaded): smooth gradients, blobs and sensor-like
+noise, so they compress and decode like camera JPEGs rather than like flat colour or pure noise."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def photo(width: int = 500, height: int = 375, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 2 * np.pi)
+        wave = np.sin(2 * np.pi * (fx * x / width + fy * y / height) + phase)
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.1, 0.4) * min(width, height)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+        channels.append(127 + 70 * wave + 60 * blob)
+    pixels = np.stack(channels, axis=-1) + rng.normal(0, 6, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def jpeg(width: int = 500, height: int = 375, seed: int = 0, quality: int = 90) -> bytes:
+    return encode(photo(width, height, seed), "JPEG", quality=quality)

@@ -1,0 +1,98 @@
+"""Start the two HTTP servers under test as subprocesses, wait until they serve, stop them cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def managed_process(
+    command: list[str], env: dict[str, str], log: Path, ready_url: str | None = None, timeout_s: float = 180
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` in its own process group (so stopping it stops its workers too), logging to
+    ``log``; with ``ready_url``, yield only once that URL answers 200."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while ready_url is not None:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{tail}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{ready_url} not ready after {timeout_s} s:\n{log.read_text(errors='replace')[-4000:]}"
+                )
+            time.sleep(0.5)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def baseline_server(weights: Path, log: Path) -> Iterator[tuple[str, int]]:
+    """The classic Flask example; yields its /predict URL and process id."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.baseline_server", "--port", str(port), "--weights", str(weights)]
+    with managed_process(command, {}, log, f"http://127.0.0.1:{port}/health", timeout_s=120) as process:
+        yield f"http://127.0.0.1:{port}/predict", process.pid
+
+
+@contextlib.contextmanager
+def service_server(
+    weights: Path, precision: str, log: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """This service via `bentoml serve`; yields its /predict URL and the process id of `bentoml serve`."""
+    port = free_port()
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    env = {
+        "RESNET18_WEIGHTS": str(weights),
+        "RESNET18_PRECISION": precision,
+        "BENTOML_DO_NOT_TRACK": "true",
+        **(extra_env or {}),
+    }
+    command = [bentoml, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with managed_process(command, env, log, f"http://127.0.0.1:{port}/readyz", timeout_s=300) as process:
+        yield f"http://127.0.0.1:{port}/predict", process.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by a process and all its descendants (the workers of `bentoml serve`)."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
