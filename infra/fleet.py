@@ -207,7 +207,7 @@ class GpuFleet(pulumi.ComponentResource):
                 min_size=args.warm_pool_min_size,
                 max_group_prepared_capacity=args.warm_pool_max_prepared
                 if args.warm_pool_max_prepared is not None
-                else args.max_size,
+                else args.warm_pool_min_size,
                 instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
             ),
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(

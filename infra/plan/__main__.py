@@ -1,0 +1,121 @@
+"""Replay traffic through the stack's own scaling configuration before `pulumi up`.
+
+    python -m infra.plan --profile diurnal-week --out plan/
+    python -m infra.plan --traffic my-traffic.csv --variant no-warm-pool --variant thresholds:60/20 --out plan/
+    python -m infra.plan --profile diurnal-week --recommend --out plan/
+
+The configuration is the stack's own (Pulumi.<stack>.yaml through infra.config, the model the Pulumi
+program uses), so the plan and the deployed stack cannot drift. Writes plan.json and plan.png to --out
+and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ..config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_stack_values
+from . import report
+from .capacity import InstanceModel, capacity_from_benchmark, instance_model
+from .recommend import DEFAULT_TARGET, recommend
+from .simulator import Result, ServiceLevel, simulate
+from .traffic import PROFILES, from_csv
+from .variants import apply
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_stack(stack_file: Path | None) -> StackConfig:
+    if stack_file is None:
+        return from_stack_values({}, "elastic-resnet", "plan", "us-east-1")
+    config = (yaml.safe_load(stack_file.read_text()) or {}).get("config", {})
+    values = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith(f"{CONFIG_NAMESPACE}:")}
+    stack_name = stack_file.stem.removeprefix("Pulumi.")
+    return from_stack_values(values, "elastic-resnet", stack_name, config.get("aws:region", "us-east-1"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.split("\n")[1])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--profile", choices=sorted(PROFILES), help="a built-in traffic profile")
+    source.add_argument("--traffic", type=Path, help="CSV with header timestamp,rps")
+    parser.add_argument(
+        "--stack-file", type=Path, default=None, help="e.g. Pulumi.dev.yaml (default: the stack defaults)"
+    )
+    parser.add_argument(
+        "--variant", action="append", default=[], help="compare a variant (repeatable), see infra/plan/variants.py"
+    )
+    parser.add_argument("--benchmark", type=Path, help="bench or gpu_check JSON: measured capacity per instance")
+    parser.add_argument("--capacity", type=float, help="images/s per instance within the latency target")
+    parser.add_argument("--latency-target-ms", type=float, default=500.0)
+    parser.add_argument(
+        "--recommend", action="store_true", help="search tiers, min size and warm pool for the cheapest"
+    )
+    parser.add_argument(
+        "--target", type=float, default=DEFAULT_TARGET, help="share of requests within the latency target"
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    try:
+        stack = load_stack(args.stack_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    traffic = PROFILES[args.profile]() if args.profile else from_csv(args.traffic)
+    level = ServiceLevel(latency_target_s=args.latency_target_ms / 1000)
+
+    def instance_for(config: StackConfig) -> InstanceModel:
+        model = instance_model(config.instance_type, config.root_volume_gb, args.capacity)
+        return capacity_from_benchmark(model, args.benchmark) if args.benchmark else model
+
+    variants: dict[str, Result] = {}
+    for name in ["default", *args.variant]:
+        config = apply(stack, name)
+        variants[name] = simulate(traffic, config, instance_for(config), level)
+
+    recommendation = None
+    if args.recommend:
+        best, candidates = recommend(traffic, stack, args.target, level, args.benchmark)
+        recommendation = {
+            "target_within_slo": args.target,
+            "best": best.as_dict() if best else None,
+            "candidates": [candidate.as_dict() for candidate in candidates],
+        }
+        if best is not None:
+            variants["recommended"] = best.result
+
+    default_instance = instance_for(stack)
+    header = (
+        f"Traffic: {traffic.name}, {traffic.duration_s / 86400:.1f} days, peak {traffic.peak:,.0f} req/s. "
+        f"Stack: {stack.instance_type} ({default_instance.capacity_rps:.0f} img/s each, "
+        f"{default_instance.source}), min {stack.min_size}, max {stack.max_size}, "
+        f"warm pool {stack.warm_pool_min_size}. Latency target {args.latency_target_ms:.0f} ms."
+    )
+    print(report.table(header, variants))
+    if recommendation is not None:
+        best = recommendation["best"]
+        if best is None:
+            print(f"\nNothing meets {args.target:.1%} within the latency target; add capacity or relax --target.")
+        else:
+            print(
+                f"\nRecommended for >= {args.target:.1%} within the latency target: {best['instance_type']}, "
+                f"minSize {best['min_size']}, warmPoolMinSize {best['warm_pool']}, maxSize at least "
+                f"{best['max_size']} ({best['cost_usd']} USD for the period)"
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"traffic": traffic.name, "duration_s": traffic.duration_s, "peak_rps": traffic.peak,
+            "instance_type": stack.instance_type, "latency_target_ms": args.latency_target_ms}  # fmt: skip
+    report.write_json(report.plan_json(meta, variants, recommendation), args.out / "plan.json")
+    report.plot(header, variants, args.out / "plan.png")
+    print(f"\nwrote {args.out / 'plan.json'} and {args.out / 'plan.png'} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

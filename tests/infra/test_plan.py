@@ -1,0 +1,161 @@
+"""The capacity planner: CloudWatch semantics case by case, conservation, the step response, the seed
+design's cost claim, and the recommendation matching the stack's defaults."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from infra.config import StackConfig, parse
+from infra.plan.__main__ import main as plan_main
+from infra.plan.capacity import instance_model
+from infra.plan.cloudwatch import Alarm, State, aggregate
+from infra.plan.cron import Cron
+from infra.plan.recommend import recommend
+from infra.plan.simulator import Result, simulate
+from infra.plan.traffic import PROFILES, Traffic, diurnal_week, from_csv
+from infra.plan.variants import apply
+
+DEFAULTS = parse({"region": "us-east-1"})
+T4 = instance_model("g4dn.xlarge")
+
+
+# --- CloudWatch alarm semantics ------------------------------------------------------------------------
+
+
+def alarm(treat: str = "missing", n: int = 2, m: int = 3) -> Alarm:
+    return Alarm("test", 70, "GreaterThanThreshold", m, n, treat)
+
+
+def test_n_of_m_datapoints() -> None:
+    a = alarm()
+    assert [a.evaluate(v).value for v in (80, 50, 80)] == ["OK", "OK", "ALARM"]  # 2 of the last 3 breach
+    assert a.evaluate(50) == State.OK  # window 50, 80, 50: one breach
+    assert a.evaluate(70) == State.OK  # "GreaterThan": equal is not a breach
+
+
+def test_missing_data_treatments() -> None:
+    not_breaching = alarm("notBreaching")
+    assert [not_breaching.evaluate(v) for v in (80, None, None)][-1] == State.OK
+    breaching = alarm("breaching")
+    assert [breaching.evaluate(v) for v in (80, None, None)][-1] == State.ALARM
+    missing = alarm("missing")
+    assert [missing.evaluate(v) for v in (None, None, None)][-1] == State.INSUFFICIENT_DATA
+    assert [missing.evaluate(v) for v in (80, 80)][-1] == State.ALARM  # present datapoints count
+    ignore = alarm("ignore")
+    ignore.evaluate(80)
+    ignore.evaluate(80)
+    assert ignore.state == State.ALARM
+    assert [ignore.evaluate(None) for _ in range(3)][-1] == State.ALARM  # missing: state kept
+    assert ignore.evaluate(50) == State.ALARM  # window 80, 80, 50: the missing ones were skipped
+    assert ignore.evaluate(50) == State.OK
+
+
+def test_period_aggregation() -> None:
+    assert aggregate([1.0, 2.0, 6.0], "Average") == 3.0
+    assert aggregate([1.0, 2.0, 6.0], "Sum") == 9.0
+    assert aggregate([1.0, 2.0, 6.0], "Maximum") == 6.0
+    assert aggregate([], "Average") is None  # a period without samples is a missing datapoint
+
+
+def test_cron_matches_like_scheduled_actions() -> None:
+    weekday_morning = Cron("45 7 * * MON-FRI")
+    assert weekday_morning.matches(datetime(2026, 11, 30, 7, 45))  # Monday
+    assert not weekday_morning.matches(datetime(2026, 12, 5, 7, 45))  # Saturday
+    assert Cron("0 */6 * * *").matches(datetime(2026, 12, 1, 18, 0))
+
+
+# --- the simulation ----------------------------------------------------------------------------------
+
+
+def assert_conserved(result: Result) -> None:
+    served = result.served_within_slo + result.served_over_slo
+    assert math.isclose(served + result.shed, result.offered, rel_tol=1e-9, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("variant", ["default", "no-warm-pool", "min:0", "thresholds:60/20", "scheduled-prewarm"])
+def test_served_plus_shed_equals_offered(profile: str, variant: str) -> None:
+    assert_conserved(simulate(PROFILES[profile](), apply(DEFAULTS, variant), T4))
+
+
+def surge(before: float, after: float, at_s: float = 3600, total_s: float = 3 * 3600) -> Traffic:
+    step = 10.0
+    return Traffic("surge", step, [before if i * step < at_s else after for i in range(int(total_s / step))])
+
+
+@pytest.mark.parametrize(("variant", "start_s"), [("no-warm-pool", T4.cold_start_s), ("default", T4.warm_start_s)])
+def test_surge_reaches_capacity_after_the_start_time(variant: str, start_s: float) -> None:
+    """100 -> 200 req/s needs one more instance: it is in service one start time after the scale-out."""
+    stack = apply(DEFAULTS, variant)
+    result = simulate(surge(100, 200), stack, T4)
+    scale_out = next(t for t, what, _ in result.actions if what == "scale out")
+    full = next(s.t for s in result.timeline if s.t >= scale_out and s.in_service >= 2)
+    assert abs((full - scale_out) - start_s) <= stack.timing.period_s
+    assert_conserved(result)
+
+
+def test_scale_to_zero_never_recovers_with_metric_alarms() -> None:
+    """With no instance in service there are no metrics, and missing data never scales out."""
+    scale_to_zero = DEFAULTS.model_copy(update={"min_size": 0, "desired_capacity": 0})
+    result = simulate(surge(0, 50, at_s=600, total_s=3600), scale_to_zero, T4)
+    assert result.shed == pytest.approx(result.offered)
+
+
+def test_seed_claim_on_the_documented_diurnal_week() -> None:
+    """The elastic stack costs at least 50% less than a static fleet sized for the peak, while at least
+    99% of requests meet the latency target."""
+    result = simulate(diurnal_week(), DEFAULTS, T4)
+    assert result.cost_usd <= 0.5 * result.static_peak_cost_usd
+    assert result.within_slo_fraction >= 0.99
+    assert result.static_peak_instances >= 5  # the claim is tested where it means something
+
+
+def test_stack_defaults_are_the_recommendation_for_the_default_traffic() -> None:
+    best, candidates = recommend(diurnal_week(), DEFAULTS)
+    assert best is not None and len(candidates) == 36
+    assert (best.instance_type, best.min_size, best.warm_pool) == (
+        DEFAULTS.instance_type,
+        DEFAULTS.min_size,
+        DEFAULTS.warm_pool_min_size,
+    )
+    assert DEFAULTS.warm_pool_max_prepared is None  # the pool holds exactly warm_pool_min_size instances
+    assert DEFAULTS.max_size >= best.max_size
+
+
+# --- the command --------------------------------------------------------------------------------------
+
+
+def test_command_writes_plan_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "traffic.csv"
+    rows = ["timestamp,rps"] + [f"2026-12-01T{h:02d}:00:00Z,{300 if 9 <= h < 17 else 10}" for h in range(24)]
+    csv.write_text("\n".join(rows) + "\n")
+    assert from_csv(csv).peak == 300
+    out = tmp_path / "plan"
+    assert plan_main(["--traffic", str(csv), "--variant", "no-warm-pool", "--out", str(out)]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    for key in ("offered", "served_within_slo", "served_over_slo", "shed", "cost_usd", "static_peak_cost_usd",
+                "min_always_on_cost_usd", "scaling_actions", "variants"):  # fmt: skip
+        assert key in plan
+    assert set(plan["variants"]) == {"default", "no-warm-pool"}
+    assert plan["served_within_slo"] + plan["served_over_slo"] + plan["shed"] == pytest.approx(plan["offered"], abs=2)
+    assert (out / "plan.png").stat().st_size > 20_000
+    assert "share within target" in capsys.readouterr().out
+
+
+def test_command_reads_the_stack_file(tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(
+        "config:\n  aws:region: eu-west-1\n  elastic-resnet:minSize: 2\n  elastic-resnet:desiredCapacity: 2\n"
+    )
+    out = tmp_path / "plan"
+    assert plan_main(["--profile", "flat", "--stack-file", str(stack_file), "--out", str(out)]) == 0
+    assert json.loads((out / "plan.json").read_text())["min_always_on_cost_usd"] > 0
+
+
+def test_stack_config_is_the_pulumi_programs_model() -> None:
+    assert isinstance(DEFAULTS, StackConfig)  # one typed model for `pulumi up` and the planner
