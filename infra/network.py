@@ -9,6 +9,7 @@ price of outbound access (not serving) during an AZ outage.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -35,7 +36,7 @@ class Network(pulumi.ComponentResource):
         zones = aws.get_availability_zones(state="available").names[: args.availability_zones]
         if len(zones) < args.availability_zones:
             raise ValueError(f"the region has {len(zones)} available AZs; {args.availability_zones} requested")
-        subnets = list(ipaddress.ip_network(args.cidr).subnets(new_prefix=20))
+        cidrs = [str(block) for block in ipaddress.ip_network(args.cidr).subnets(new_prefix=20)]
 
         def tags(resource: str) -> dict[str, str]:
             return {**args.tags, "Name": f"{args.name}-{resource}"}
@@ -56,21 +57,7 @@ class Network(pulumi.ComponentResource):
             tags=tags("public"),
             opts=child,
         )
-        public, private = [], []
-        for index, zone in enumerate(zones):
-            subnet = aws.ec2.Subnet(
-                f"{name}-public-{index}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=str(subnets[index]),
-                map_public_ip_on_launch=False,
-                tags=tags(f"public-{zone}"),
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
-            )
-            public.append(subnet)
+        public = self._subnets(name, "public", vpc.id, zones, cidrs[: len(zones)], public_routes, tags)
         nat_ip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags("nat"), opts=child)
         nat = aws.ec2.NatGateway(
             f"{name}-nat",
@@ -86,19 +73,9 @@ class Network(pulumi.ComponentResource):
             tags=tags("private"),
             opts=child,
         )
-        for index, zone in enumerate(zones):
-            subnet = aws.ec2.Subnet(
-                f"{name}-private-{index}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=str(subnets[len(zones) + index]),
-                tags=tags(f"private-{zone}"),
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child
-            )
-            private.append(subnet)
+        private = self._subnets(
+            name, "private", vpc.id, zones, cidrs[len(zones) : 2 * len(zones)], private_routes, tags
+        )
         aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
@@ -118,3 +95,34 @@ class Network(pulumi.ComponentResource):
                 "private_subnet_ids": self.private_subnet_ids,
             }
         )
+
+    def _subnets(
+        self,
+        name: str,
+        tier: str,
+        vpc_id: pulumi.Output[str],
+        zones: Sequence[str],
+        cidrs: Sequence[str],
+        routes: aws.ec2.RouteTable,
+        tags: Callable[[str], dict[str, str]],
+    ) -> list[aws.ec2.Subnet]:
+        """One subnet per zone, all on ``routes``; none gives its instances a public address."""
+        subnets = []
+        for index, (zone, cidr) in enumerate(zip(zones, cidrs, strict=True)):
+            subnet = aws.ec2.Subnet(
+                f"{name}-{tier}-{index}",
+                vpc_id=vpc_id,
+                availability_zone=zone,
+                cidr_block=cidr,
+                map_public_ip_on_launch=False,
+                tags=tags(f"{tier}-{zone}"),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-{tier}-{index}",
+                subnet_id=subnet.id,
+                route_table_id=routes.id,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            subnets.append(subnet)
+        return subnets
