@@ -23,7 +23,8 @@ class ConfigError(ValueError):
     """A setting has a value the service cannot run with; raised at start-up, never per request."""
 
 
-def _int(name: str, default: int, minimum: int = 1) -> int:
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    """An integer setting from the environment; ConfigError names the variable when it is not one."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -61,8 +62,8 @@ class ModelSettings:
             weights=weights,
             precision=_choice("RESNET18_PRECISION", PRECISIONS),  # type: ignore[arg-type]
             device=_choice("RESNET18_DEVICE", DEVICES),  # type: ignore[arg-type]
-            max_batch_size=_int("RESNET18_MAX_BATCH_SIZE", 32),
-            max_latency_ms=_int("RESNET18_MAX_LATENCY_MS", 1) if latency else None,
+            max_batch_size=env_int("RESNET18_MAX_BATCH_SIZE", 32),
+            max_latency_ms=env_int("RESNET18_MAX_LATENCY_MS", 1) if latency else None,
         )
 
 
@@ -77,8 +78,8 @@ class InputLimits:
     @classmethod
     def from_env(cls) -> InputLimits:
         return cls(
-            max_request_bytes=_int("RESNET18_MAX_REQUEST_BYTES", 32 * 1024 * 1024),
+            max_request_bytes=env_int("RESNET18_MAX_REQUEST_BYTES", 32 * 1024 * 1024),
             # 50 MP covers 48 MP phone photos; a 30000x30000 "bomb" (900 MP) is refused before decoding.
-            max_image_pixels=_int("RESNET18_MAX_IMAGE_PIXELS", 50_000_000),
-            max_images_per_request=_int("RESNET18_MAX_IMAGES_PER_REQUEST", 64),
+            max_image_pixels=env_int("RESNET18_MAX_IMAGE_PIXELS", 50_000_000),
+            max_images_per_request=env_int("RESNET18_MAX_IMAGES_PER_REQUEST", 64),
         )

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 
 from . import multipart
 from .admission import AdmissionControl
-from .config import InputLimits
+from .config import InputLimits, env_int
 from .errors import error_response
 from .model_service import MAX_LATENCY_MS, SETTINGS, ResNet18
 from .preprocessing import ImageError, preprocess
@@ -32,7 +32,7 @@ logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own 
 
 LIMITS = InputLimits.from_env()
 INFER_ATTEMPTS = 3
-API_WORKERS = int(os.environ.get("RESNET18_API_WORKERS", "1"))
+API_WORKERS = env_int("RESNET18_API_WORKERS", 1)
 
 
 @bentoml.service(name="image-classifier", workers=API_WORKERS, traffic={"timeout": 60})
