@@ -23,10 +23,10 @@ CROP = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# JPEGs whose shorter side is at least this many pixels are decoded at a reduced DCT scale (PIL's
-# draft mode) that keeps the shorter side >= this. Decoding a 12 MP photo drops from ~110 ms to
-# ~12 ms; the antialiased resize to 256 that follows makes the result nearly identical to a full
-# decode. Images below this size (most web images) take the exact reference path.
+# JPEGs whose shorter side is at least twice this are decoded at a reduced DCT scale (PIL's draft
+# mode) that keeps the shorter side >= this: decode + resize + crop of a 12 MP photo measured
+# 99 ms -> 21 ms; the antialiased resize to 256 that follows keeps the result close to a full decode.
+# Images below this size (most web images) take the exact reference path.
 DRAFT_MIN_SIDE = 2 * RESIZE
 
 # Transparent pixels are shown on white, as a browser shows them on a white page; dropping alpha
