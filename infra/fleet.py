@@ -1,6 +1,6 @@
 """The GPU fleet: launch template, Auto Scaling group with a warm pool, and the instances' identity.
 
-Scale-out should take about a minute, not the 5-10 of a cold GPU instance pulling a multi-GB image: the
+Scale-out should take about a minute, not the 5-10 minutes of a cold GPU instance pulling a multi-GB image: the
 warm pool keeps instances that have already booted, pulled the image and loaded the model, stopped
 (GPU families cannot hibernate), so a stopped instance only pays for its disk. A launch lifecycle hook
 holds every instance, entering the pool or leaving it for service, until the service answers /readyz.
