@@ -8,6 +8,7 @@ Prints one table and writes results.json and throughput.png to --out. See README
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import tempfile
@@ -93,16 +94,16 @@ def main() -> None:
                     )
                     progress.advance(task)
 
-            runs: list[tuple[str, Any]] = []
+            runs: list[tuple[str, str, Any]] = []  # (name in the table, log file stem, start)
             if not args.skip_baseline:
-                runs.append(("baseline (Flask, fp32)", lambda log: baseline_server(weights, log)))
+                runs.append(("baseline (Flask, fp32)", "baseline", lambda log: baseline_server(weights, log)))
             for precision in precisions:
-                runs.append((f"service ({precision})", lambda log, p=precision: service_server(weights, p, log)))
-            for name, start in runs:
+                start = functools.partial(service_server, weights, precision)
+                runs.append((f"service ({precision})", f"service-{precision}", start))
+            for name, stem, start in runs:
                 task = progress.add_task(name, total=len(args.concurrency))
                 levels = []
-                log = args.out / f"{name.split()[0]}-{name.split('(')[1].rstrip(')').split(',')[0]}.log"
-                with start(log) as (url, pid):
+                with start(args.out / f"{stem}.log") as (url, pid):
                     for concurrency in args.concurrency:
                         levels.append(_measure_level(url, pid, uploads, concurrency, args))
                         progress.advance(task)

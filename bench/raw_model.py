@@ -12,9 +12,7 @@ from pathlib import Path
 
 import torch
 
-from service.model import BatchClassifier, RuntimeChoice, build_resnet18
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from service.model import PRECISION_DTYPES, BatchClassifier, RuntimeChoice, build_resnet18
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,8 @@ def measure(
     device: str, precision: str, batch_size: int, seconds: float = 3.0, model: torch.nn.Module | None = None
 ) -> RawResult:
     classifier = BatchClassifier(
-        model if model is not None else build_resnet18(None), RuntimeChoice(torch.device(device), DTYPES[precision])
+        model if model is not None else build_resnet18(None),
+        RuntimeChoice(torch.device(device), PRECISION_DTYPES[precision]),
     )
     batch = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8)
     for _ in range(3):  # warm-up: allocator, oneDNN/cuDNN kernel selection

@@ -26,7 +26,12 @@ IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
 # Class names ship inside torchvision's weights metadata, so labels need no download.
 LABELS: list[str] = list(IMAGENET_WEIGHTS.meta["categories"])
 NUM_CLASSES = len(LABELS)
-STATE_DICT_FILE = "resnet18.pth"  # file name inside a BentoML model-store entry
+STATE_DICT_FILE = "resnet18.pth"
+PRECISION_DTYPES = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}  # file name inside a BentoML model-store entry
 
 
 class WeightsError(RuntimeError):
@@ -102,7 +107,7 @@ def choose_runtime(device: str, precision: str) -> RuntimeChoice:
     if precision == "auto":
         # fp16 on GPUs (tensor cores); fp32 on CPUs, where it is exact (bf16 is opt-in, see README).
         precision = "fp16" if resolved == "cuda" else "fp32"
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = PRECISION_DTYPES[precision]
     if resolved == "cpu" and dtype == torch.float16:
         raise RuntimeError("RESNET18_PRECISION=fp16 needs a GPU; use fp32 or bf16 on CPU")
     return RuntimeChoice(torch.device(resolved), dtype)

@@ -20,7 +20,7 @@ import yaml
 
 from ..config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_stack_values
 from . import report
-from .capacity import InstanceModel, capacity_from_benchmark, instance_model
+from .capacity import InstanceModel, instance_for
 from .recommend import DEFAULT_TARGET, recommend
 from .simulator import Result, ServiceLevel, simulate
 from .traffic import PROFILES, from_csv
@@ -70,18 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     traffic = PROFILES[args.profile]() if args.profile else from_csv(args.traffic)
     level = ServiceLevel(latency_target_s=args.latency_target_ms / 1000)
 
-    def instance_for(config: StackConfig) -> InstanceModel:
-        model = instance_model(config.instance_type, config.root_volume_gb, args.capacity)
-        return capacity_from_benchmark(model, args.benchmark) if args.benchmark else model
+    def model_of(config: StackConfig) -> InstanceModel:
+        return instance_for(
+            config.instance_type, config.root_volume_gb, stack.instance_type, args.capacity, args.benchmark
+        )
 
     variants: dict[str, Result] = {}
     for name in ["default", *args.variant]:
         config = apply(stack, name)
-        variants[name] = simulate(traffic, config, instance_for(config), level)
+        variants[name] = simulate(traffic, config, model_of(config), level)
 
     recommendation = None
     if args.recommend:
-        best, candidates = recommend(traffic, stack, args.target, level, args.benchmark)
+        best, candidates = recommend(traffic, stack, args.target, level, args.benchmark, args.capacity)
         recommendation = {
             "target_within_slo": args.target,
             "best": best.as_dict() if best else None,
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if best is not None:
             variants["recommended"] = best.result
 
-    default_instance = instance_for(stack)
+    default_instance = model_of(stack)
     header = (
         f"Traffic: {traffic.name}, {traffic.duration_s / 86400:.1f} days, peak {traffic.peak:,.0f} req/s. "
         f"Stack: {stack.instance_type} ({default_instance.capacity_rps:.0f} img/s each, "

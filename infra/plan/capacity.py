@@ -60,6 +60,17 @@ def instance_model(instance_type: str, root_volume_gb: int = 100, capacity_rps: 
     )
 
 
+def instance_for(
+    instance_type: str, root_volume_gb: int, measured_on: str, capacity_rps: float | None, benchmark: Path | None
+) -> InstanceModel:
+    """The model of ``instance_type``; a given capacity or benchmark applies only to the type it was
+    measured on (``measured_on``, the stack's instance type), never to the other tiers."""
+    if instance_type != measured_on:
+        return instance_model(instance_type, root_volume_gb)
+    model = instance_model(instance_type, root_volume_gb, capacity_rps)
+    return capacity_from_benchmark(model, benchmark) if benchmark else model
+
+
 def capacity_from_benchmark(model: InstanceModel, path: Path) -> InstanceModel:
     """Use the best error-free service throughput from a benchmark JSON (bench or gpu_check)."""
     results = json.loads(path.read_text())

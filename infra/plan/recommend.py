@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import StackConfig
-from .capacity import capacity_from_benchmark, instance_model
+from .capacity import instance_for
 from .simulator import Result, ServiceLevel, simulate
 from .traffic import Traffic
 from .variants import apply
@@ -43,14 +43,13 @@ def recommend(
     target: float = DEFAULT_TARGET,
     level: ServiceLevel | None = None,
     benchmark: Path | None = None,
+    capacity_rps: float | None = None,
 ) -> tuple[Candidate | None, list[Candidate]]:
     """Every candidate simulated; the cheapest meeting ``target`` (share of requests within the latency
     target), or None when no candidate does."""
     candidates: list[Candidate] = []
     for instance_type in TIERS:
-        instance = instance_model(instance_type, stack.root_volume_gb)
-        if benchmark is not None and instance_type == stack.instance_type:
-            instance = capacity_from_benchmark(instance, benchmark)
+        instance = instance_for(instance_type, stack.root_volume_gb, stack.instance_type, capacity_rps, benchmark)
         # Room for the peak at the scale-out mark, plus one instance of headroom.
         max_size = (
             math.ceil(traffic.peak / (instance.capacity_rps * stack.thresholds.gpu_utilization_percent / 100)) + 1
@@ -63,7 +62,7 @@ def recommend(
                 shaped = shaped.model_copy(
                     update={
                         "max_size": max(max_size, shaped.min_size),
-                        "desired_capacity": max(min_size, 1) if min_size else 0,
+                        "desired_capacity": min_size,
                     }
                 )
                 result = simulate(traffic, shaped, instance, level)
