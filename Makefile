@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy service infra bench
 
-## The benchmark: raw model vs a plain Flask server vs this service (README, "Performance").
+## The benchmark: raw model vs a plain Flask server vs this service (docs/performance.md).
 bench: $(VENV)/.installed
 	$(PY) -m bench
 

@@ -2,7 +2,7 @@
 
     python -m bench [--out bench/results] [--concurrency 1 8 32 64] [--requests 384] [--weights PATH]
 
-Prints one table and writes results.json and throughput.png to --out. See README, "Performance".
+Prints one table and writes results.json and throughput.png to --out. See docs/performance.md.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class StackConfig(_Strict):
     warm_pool_min_size: int = Field(1, ge=0, description="stopped, prewarmed instances kept ready")
     # None: the pool holds exactly warm_pool_min_size stopped instances. (AWS's own default, max_size,
     # keeps max_size - desired instances stopped; the planner shows they add EBS cost and no latency gain
-    # for the default traffic: README, "Plan capacity and cost".)
+    # for the default traffic: docs/planner.md.)
     warm_pool_max_prepared: int | None = Field(None, ge=0, description="default: warm_pool_min_size")
     ami_ssm_parameter: str = DEFAULT_AMI_PARAMETER
     ami_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]+$", description="pins an AMI instead of the SSM one")

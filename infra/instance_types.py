@@ -1,4 +1,4 @@
-"""GPU instance types this stack supports, as users pick them (README, "Choosing an instance type").
+"""GPU instance types this stack supports, as users pick them (docs/deploy.md, "Choosing an instance type").
 
 Only NVIDIA GPUs of the Turing generation or newer: the container's torch is built for CUDA 13, which
 dropped Volta (p3) and older, and g4ad carries an AMD GPU. Prices: on-demand Linux, us-east-1, from

@@ -141,7 +141,7 @@ class BatchClassifier:
         if runtime.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # autotuned during warm_up, not on live traffic
         # Fold each batch norm into the convolution before it (exact in eval mode up to float rounding:
-        # ~2e-6 on fp32 logits): +20% images/s in fp32 on CPU, +7% in bf16 (README, "Performance").
+        # ~2e-6 on fp32 logits): +20% images/s in fp32 on CPU, +7% in bf16 (docs/performance.md).
         fused = fuse(model.eval())
         self.model = fused.to(device=runtime.device, dtype=runtime.dtype).to(memory_format=torch.channels_last)
 

@@ -1,4 +1,4 @@
 """Capacity and cost planner: replay traffic through the stack's own scaling configuration.
 
-``python -m infra.plan --profile diurnal-week --out plan/`` (README, "Plan capacity and cost").
+``python -m infra.plan --profile diurnal-week --out plan/`` (docs/planner.md).
 """

@@ -2,11 +2,11 @@
 
 Per-instance capacity is images/s within the latency target with one image per request. Without a
 benchmark result these are ASSUMED figures (no GPU has measured them for this project yet): the API
-process costs ~10 ms of CPU per request in BentoML's stack (README, "Performance"), so a 4-vCPU
+process costs ~10 ms of CPU per request in BentoML's stack (docs/performance.md), so a 4-vCPU
 instance tops out near 300-400 requests/s whatever its GPU, and the numbers below keep a margin under
 that. Pass the JSON written by `bench/gpu_check.sh` (``--benchmark``) or ``--capacity`` to use your own.
 Boot times: a cold start is boot + pulling the ~6 GB image + model load and warm-up; a warm start is
-starting a stopped warm-pool instance whose image is on disk (README, "Deploy to AWS").
+starting a stopped warm-pool instance whose image is on disk (docs/deploy.md).
 """
 
 from __future__ import annotations

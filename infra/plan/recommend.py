@@ -12,7 +12,7 @@ from .simulator import Result, ServiceLevel, simulate
 from .traffic import Traffic
 from .variants import apply
 
-TIERS = ("g4dn.xlarge", "g5.xlarge", "p4d.24xlarge")  # T4, A10G, A100 (README, "Choosing an instance type")
+TIERS = ("g4dn.xlarge", "g5.xlarge", "p4d.24xlarge")  # T4, A10G, A100 (docs/deploy.md, "Choosing an instance type")
 MIN_SIZES = (0, 1, 2)
 WARM_POOLS = (0, 1, 2, 4)
 # Three nines: the seed claim's 99% would let the morning ramp shed a percent of the day's requests.

@@ -1,6 +1,6 @@
 """Traffic profiles: requests per second over time, at a fixed step.
 
-Built-in profiles (all deterministic; README, "Plan capacity and cost", draws them):
+Built-in profiles (all deterministic; docs/planner.md, draws them):
 - ``diurnal-week``: the documented default traffic. A business-hours week in UTC: weekdays 2 req/s at
   night, ramping 07:00-09:00 to a 600 req/s plateau (with a gentle midday swell), down 17:00-20:00;
   weekends at 12% of a weekday.

@@ -1,7 +1,7 @@
 """`pulumi up` for real, through the Automation API: up, wait for /readyz through the ALB, classify an
 image, destroy. It creates GPU instances and costs money (about $1 for the ~20 minutes it runs on the
 default g4dn.xlarge), so besides the Pulumi CLI and AWS credentials it needs an explicit opt-in and an
-image already pushed (README, "Deploy to AWS"):
+image already pushed (docs/deploy.md):
 
     ELASTIC_RESNET_CLOUD_TEST=1 ELASTIC_RESNET_IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag> \\
     AWS_REGION=us-east-1 .venv/bin/python -m pytest tests/infra/test_real_cloud.py
