@@ -1,10 +1,6 @@
 """elastic-resnet's BentoML service: ResNet18 image classification with adaptive batching.
 
-``bentofile.yaml`` points at ``service:ImageClassifier``; ``bentoml serve`` starts it with its
-model worker (:class:`service.model_service.ResNet18`).
+``bentofile.yaml`` points at ``service.http_service:ImageClassifier``; ``bentoml serve`` starts it.
+This package file imports nothing, so that light modules (``service.timeouts``) can be read by the
+Pulumi program and the planner without loading BentoML or torch.
 """
-
-from .http_service import ImageClassifier
-from .model_service import ResNet18
-
-__all__ = ["ImageClassifier", "ResNet18"]
