@@ -1,39 +1,64 @@
 """The stack's configuration: typed, defaulted and validated before any resource is declared.
 
-Every key lives under the ``elastic-resnet:`` namespace of the stack file (see Pulumi.dev.yaml); with
-only ``aws:region`` set, the defaults below make a working stack: one g4dn.xlarge in service, one
-stopped and prewarmed in the warm pool, up to 10 under load.
+Shaped like the components: each component (network, load balancer, fleet, scaling) takes its own
+section. In the stack file every key sits under the ``elastic-resnet:`` namespace, camelCase (see
+Pulumi.dev.yaml and docs/deploy.md); with only ``aws:region`` set, the defaults make a working stack:
+one g4dn.xlarge in service, one stopped and prewarmed in the warm pool, up to 10 under load.
+
+One loader for everyone: :func:`from_cli_values` takes the values exactly as the Pulumi CLI hands them
+to the program (a plain string for a scalar, JSON text for an object or a list); the Pulumi program
+(``infra/__main__.py``), the planner and the tests all go through it, the latter two via
+:func:`stack_file_cli_values`, which encodes a stack file the way the CLI does.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_origin
 
+import yaml
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from service.timeouts import KEEPALIVE_S
 
 from .instance_types import GPU_INSTANCE_TYPES, UNSUPPORTED_FAMILIES
+from .signals import PERIOD_S, REFERENCE_THRESHOLD_KEY, SIGNALS
 
 CONFIG_NAMESPACE = "elastic-resnet"
 SERVICE_PORT = 3000  # bentoml serve's port in the container
 READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up on the GPU
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+RESERVED_KEYS = ("project", "stack", "region")  # from Pulumi itself and aws:region, never from our namespace
 
 
 class ConfigError(ValueError):
     """A configuration value the stack cannot be built with; raised before any resource exists."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class _Section(BaseModel):
+    # camelCase in the stack file (Pulumi's convention), snake_case in Python; unknown keys are refused.
+    # Numbers given as strings (`pulumi config set --path` may store them so) are accepted.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        coerce_numbers_to_str=True,
+    )
 
 
-class Thresholds(_Strict):
+class Thresholds(_Section):
     """Scale out when ANY signal passes its high mark; scale in when ALL are under ``scale_in_below``.
 
     Each signal is compared in its own unit; for the scale-in alarm each is normalised so that its
     scale-out mark reads as ``cpu_percent``'s (70 by default), which makes "all under 30" mean the same
-    distance from every scale-out mark."""
+    distance from every scale-out mark (infra/signals.py)."""
 
     cpu_percent: float = Field(70, gt=0, le=100)
     gpu_utilization_percent: float = Field(70, gt=0, le=100)
@@ -41,41 +66,54 @@ class Thresholds(_Strict):
     queue_length: float = Field(50, gt=0, description="in-flight requests per instance")
     scale_in_below: float = Field(30, gt=0, le=100, description="in the normalised unit, see above")
 
+    def of(self, threshold_key: str) -> float:
+        value = getattr(self, threshold_key)
+        assert isinstance(value, float | int)
+        return float(value)
+
+    @property
+    def reference(self) -> float:
+        return self.of(REFERENCE_THRESHOLD_KEY)
+
     @model_validator(mode="after")
     def _scale_in_below_every_scale_out_mark(self) -> Thresholds:
-        if self.scale_in_below >= self.cpu_percent:
+        if self.scale_in_below >= self.reference:
             raise ValueError(
-                f"scale_in_below ({self.scale_in_below}) must be below cpu_percent ({self.cpu_percent}), "
+                f"scaleInBelow ({self.scale_in_below:g}) must be below cpuPercent ({self.reference:g}), "
                 "or the fleet would scale in and out at the same load"
             )
         return self
 
 
-class ScalingTiming(_Strict):
-    """How quickly alarms react, in 60-second CloudWatch periods."""
+class ScalingTiming(_Section):
+    """How quickly alarms react, in one-minute CloudWatch periods (``signals.PERIOD_S``)."""
 
-    period_s: int = Field(60, ge=10)
     scale_out_evaluation_periods: int = Field(3, ge=1)
     scale_out_datapoints: int = Field(2, ge=1)  # 2 of 3 minutes over: one noisy minute does not scale
     scale_in_evaluation_periods: int = Field(15, ge=1)
     scale_in_datapoints: int = Field(15, ge=1)  # 15 quiet minutes before a GPU is released
-    instance_warmup_s: int = Field(180, ge=0, description="boot-to-useful, for metrics and step scaling")
+    instance_warmup_s: int = Field(180, ge=0, description="in service to useful metrics")
     scale_out_percent: int = Field(50, ge=1, description="capacity added per scale-out step (at least 1)")
+
+    @property
+    def scale_in_cooldown_s(self) -> int:
+        """After a scale-in, the next one waits for a whole new quiet window."""
+        return self.scale_in_evaluation_periods * PERIOD_S
 
     @model_validator(mode="after")
     def _datapoints_fit(self) -> ScalingTiming:
         if self.scale_out_datapoints > self.scale_out_evaluation_periods:
-            raise ValueError("scale_out_datapoints cannot exceed scale_out_evaluation_periods")
+            raise ValueError("scaleOutDatapoints cannot exceed scaleOutEvaluationPeriods")
         if self.scale_in_datapoints > self.scale_in_evaluation_periods:
-            raise ValueError("scale_in_datapoints cannot exceed scale_in_evaluation_periods")
+            raise ValueError("scaleInDatapoints cannot exceed scaleInEvaluationPeriods")
         return self
 
 
-class ScheduledAction(_Strict):
+class ScheduledAction(_Section):
     """Prewarm for a known peak: set the group's size on a cron schedule."""
 
-    name: str
-    cron: str = Field(description="'min hour day month weekday', e.g. '0 8 * * MON-FRI'")
+    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
+    cron: str = Field(description="Unix cron, 'min hour day month weekday', e.g. '0 8 * * MON-FRI'")
     min_size: int | None = Field(None, ge=0)
     max_size: int | None = Field(None, ge=0)
     desired_capacity: int | None = Field(None, ge=0)
@@ -83,61 +121,68 @@ class ScheduledAction(_Strict):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError(f"cron {value!r} must have 5 fields: minute hour day-of-month month day-of-week")
+    def _unix_cron(cls, value: str) -> str:
+        # Auto Scaling's Recurrence is Unix cron with 5 fields; croniter reads the same dialect.
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"cron {value!r} must be 5 fields: minute hour day-of-month month day-of-week")
         return value
 
 
-class StackConfig(_Strict):
-    project: str = Field("elastic-resnet", pattern=r"^[a-z][a-z0-9-]{1,20}$")
-    stack: str = Field("dev", pattern=r"^[a-zA-Z0-9-]{1,20}$")
-    region: str
-
-    # The fleet
-    launch_instances: bool = Field(
-        True, description="false: build everything but launch no instance (first deploy, before the image is pushed)"
-    )
-    instance_type: str = "g4dn.xlarge"
-    min_size: int = Field(1, ge=0)
-    max_size: int = Field(10, ge=1)
-    desired_capacity: int = Field(1, ge=0)
-    warm_pool_min_size: int = Field(1, ge=0, description="stopped, prewarmed instances kept ready")
-    # None: the pool holds exactly warm_pool_min_size stopped instances. (AWS's own default, max_size,
-    # keeps max_size - desired instances stopped; the planner shows they add EBS cost and no latency gain
-    # for the default traffic: docs/planner.md.)
-    warm_pool_max_prepared: int | None = Field(None, ge=0, description="default: warm_pool_min_size")
-    ami_ssm_parameter: str = DEFAULT_AMI_PARAMETER
-    ami_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]+$", description="pins an AMI instead of the SSM one")
-    root_volume_gb: int = Field(100, ge=60)
-    health_check_grace_s: int = Field(300, ge=0)
-    instance_refresh_min_healthy_percent: int = Field(100, ge=0, le=100)
-
-    # The container
-    image_tag: str = "latest"
-    image_uri: str | None = Field(None, description="a full image URI; default: this stack's ECR repository")
-    service_env: dict[str, str] = Field(default_factory=dict, description="RESNET18_* settings for the container")
-
-    # Network and endpoint
-    vpc_cidr: str = "10.42.0.0/16"
+class NetworkConfig(_Section):
+    cidr: str = "10.42.0.0/16"
     availability_zones: int = Field(2, ge=2, le=4)
     vpc_id: str | None = None
     public_subnet_ids: list[str] = Field(default_factory=list)
     private_subnet_ids: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _existing_network_complete(self) -> NetworkConfig:
+        existing = [self.vpc_id, self.public_subnet_ids, self.private_subnet_ids]
+        if any(existing) and not all(existing):
+            raise ValueError("an existing network needs vpcId, publicSubnetIds and privateSubnetIds together")
+        if self.vpc_id and (len(self.public_subnet_ids) < 2 or len(self.private_subnet_ids) < 2):
+            raise ValueError("an existing network needs at least two public and two private subnets (two AZs)")
+        return self
+
+
+class LoadBalancerConfig(_Section):
     certificate_arn: str | None = None
     alb_idle_timeout_s: int = Field(60, ge=1, le=4000)
     deregistration_delay_s: int = Field(30, ge=0, le=3600)
 
-    # Scaling
-    thresholds: Thresholds = Thresholds()  # frozen models: a shared default is safe
-    timing: ScalingTiming = ScalingTiming()
-    scheduled_actions: list[ScheduledAction] = Field(default_factory=list)
-    predictive_scaling: Literal["off", "forecast-only", "forecast-and-scale"] = "off"
+    @field_validator("alb_idle_timeout_s")
+    @classmethod
+    def _below_the_service_keep_alive(cls, value: int) -> int:
+        # The server must keep an idle connection open longer than the ALB, or the ALB reuses one the
+        # server has just closed and answers 502 (service/timeouts.py).
+        if value >= KEEPALIVE_S:
+            raise ValueError(
+                f"albIdleTimeoutS ({value}) must be below the service's keep-alive ({KEEPALIVE_S} s, "
+                "service/timeouts.py), or the load balancer answers 502 on connections the service closed"
+            )
+        return value
 
-    # Operations
-    alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+class FleetConfig(_Section):
+    instance_type: str = "g4dn.xlarge"
+    min_size: int = Field(1, ge=0)
+    max_size: int = Field(10, ge=1)
+    desired_capacity: int = Field(1, ge=0, description="initial size only: later, scaling owns it")
+    warm_pool_min_size: int = Field(1, ge=0, description="stopped, prewarmed instances kept ready")
+    # AWS's MaxGroupPreparedCapacity: a cap on the whole group (in service + pool), not on the pool; the
+    # pool holds max(warmPoolMinSize, warmPoolMaxPrepared - desired). None: warmPoolMinSize, so the pool
+    # holds exactly warmPoolMinSize stopped instances (AWS's own default, maxSize, keeps maxSize - desired
+    # stopped; the planner shows they add EBS cost and no latency gain: docs/planner.md).
+    warm_pool_max_prepared: int | None = Field(None, ge=0)
+    ami_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]+$", description="pin an AMI (recommended)")
+    ami_ssm_parameter: str = DEFAULT_AMI_PARAMETER
+    root_volume_gb: int = Field(100, ge=60)
+    health_check_grace_s: int = Field(300, ge=0)
+    ready_timeout_s: int = Field(1200, ge=300, le=7200, description="boot to /readyz, else the instance is abandoned")
+    instance_refresh_min_healthy_percent: int = Field(100, ge=0, le=100)
+    image_uri: str | None = Field(None, description="a full image URI; default: this stack's ECR repository")
+    service_env: dict[str, str] = Field(default_factory=dict, description="RESNET18_* settings for the container")
     log_retention_days: int = 30
-    tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("instance_type")
     @classmethod
@@ -154,23 +199,57 @@ class StackConfig(_Strict):
     @classmethod
     def _service_settings_only(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not re.fullmatch(r"RESNET18_[A-Z_]+", key):
-                raise ValueError(f"service_env key {key!r}: only RESNET18_* settings are passed to the container")
+            if not key.startswith("RESNET18_") or not key.replace("_", "").isalnum() or not key.isupper():
+                raise ValueError(f"serviceEnv key {key!r}: only RESNET18_* settings are passed to the container")
         return value
 
     @model_validator(mode="after")
-    def _coherent(self) -> StackConfig:
+    def _sizes(self) -> FleetConfig:
         if not self.min_size <= self.desired_capacity <= self.max_size:
             raise ValueError(
-                f"need min_size <= desired_capacity <= max_size, got {self.min_size}/{self.desired_capacity}/"
+                f"need minSize <= desiredCapacity <= maxSize, got {self.min_size}/{self.desired_capacity}/"
                 f"{self.max_size}"
             )
-        existing = [self.vpc_id, self.public_subnet_ids, self.private_subnet_ids]
-        if any(existing) and not all(existing):
-            raise ValueError("an existing network needs vpc_id, public_subnet_ids and private_subnet_ids together")
-        if self.vpc_id and (len(self.public_subnet_ids) < 2 or len(self.private_subnet_ids) < 2):
-            raise ValueError("an existing network needs at least two public and two private subnets (two AZs)")
         return self
+
+    @property
+    def hook_timeout_s(self) -> int:
+        """The launch lifecycle hook's timeout: the instance's own deadline (counted from boot) plus the
+        time from the hook starting to the instance booting."""
+        return self.ready_timeout_s + 120
+
+    @property
+    def capacity_timeout(self) -> str:
+        """How long `pulumi up` waits for the group's instances (the provider's wait_for_capacity_timeout,
+        default 10m): a cold instance may use its whole hook timeout, plus a replacement's boot."""
+        return f"{math.ceil((self.hook_timeout_s + 300) / 60)}m"
+
+
+class ScalingConfig(_Section):
+    thresholds: Thresholds = Thresholds()  # frozen models: a shared default is safe
+    timing: ScalingTiming = ScalingTiming()
+    scheduled_actions: list[ScheduledAction] = Field(default_factory=list)
+    predictive_scaling: Literal["off", "forecast-only", "forecast-and-scale"] = "off"
+
+
+class StackConfig(_Section):
+    project: str = Field("elastic-resnet", pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    stack: str = Field("dev", pattern=r"^[a-zA-Z0-9-]{1,20}$")
+    region: str
+
+    # The keys set with `pulumi config set` on every release stay scalars at the top.
+    launch_instances: bool = Field(
+        True, description="false: build everything but launch no instance (first deploy, before the image is pushed)"
+    )
+    image_tag: str = "latest"
+    alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    tags: dict[str, str] = Field(default_factory=dict)  # keys kept as written (`CostCenter` stays `CostCenter`)
+
+    # One section per component.
+    fleet: FleetConfig = FleetConfig()
+    network: NetworkConfig = NetworkConfig()
+    load_balancer: LoadBalancerConfig = LoadBalancerConfig()
+    scaling: ScalingConfig = ScalingConfig()
 
     @property
     def name(self) -> str:
@@ -178,11 +257,18 @@ class StackConfig(_Strict):
         return f"{self.project}-{self.stack}"
 
     @property
-    def fleet_sizes(self) -> tuple[int, int, int, int | None]:
+    def fleet_sizes(self) -> tuple[int, int, int, int]:
         """(min, desired, warm pool min, warm pool max prepared), all zero while instances are held back."""
         if not self.launch_instances:
             return 0, 0, 0, 0
-        return self.min_size, self.desired_capacity, self.warm_pool_min_size, self.warm_pool_max_prepared
+        fleet = self.fleet
+        prepared = fleet.warm_pool_max_prepared
+        return (
+            fleet.min_size,
+            fleet.desired_capacity,
+            fleet.warm_pool_min_size,
+            prepared if prepared is not None else fleet.warm_pool_min_size,
+        )
 
     @property
     def asg_name(self) -> str:
@@ -191,8 +277,12 @@ class StackConfig(_Strict):
         return f"{self.name}-gpu"
 
 
-def parse(values: dict[str, Any]) -> StackConfig:
-    """Validate raw configuration; every problem is reported at once, by key."""
+# Every signal's threshold key must be a Thresholds field: checked once, at import.
+assert {signal.threshold_key for signal in SIGNALS} <= set(Thresholds.model_fields), "signals.py vs Thresholds"
+
+
+def parse(values: Mapping[str, Any]) -> StackConfig:
+    """Validate configuration values; every problem is reported at once, by key."""
     try:
         return StackConfig.model_validate(values)
     except ValidationError as exc:
@@ -202,19 +292,62 @@ def parse(values: dict[str, Any]) -> StackConfig:
         raise ConfigError(f"invalid {CONFIG_NAMESPACE} configuration: {problems}") from None
 
 
-# Stack-file keys are camelCase as Pulumi's convention; the model's fields are snake_case.
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+def _structured(key: str) -> bool:
+    """Whether the CLI passes this key's value as JSON text: sections, maps and lists."""
+    for name, field in StackConfig.model_fields.items():
+        if key in (name, field.alias):
+            annotation = field.annotation
+            return get_origin(annotation) in (dict, list) or (
+                isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            )
+    return False
 
 
-def _snake_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {_snake(k) if not k.startswith("RESNET18_") else k: _snake_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_snake_keys(v) for v in value]
-    return value
+def from_cli_values(values: Mapping[str, str], project: str, stack: str, region: str) -> StackConfig:
+    """The ``elastic-resnet:`` keys (namespace stripped) as the Pulumi CLI passes them -> StackConfig."""
+    decoded: dict[str, Any] = {}
+    for key, text in values.items():
+        if key in RESERVED_KEYS:
+            raise ConfigError(f"{CONFIG_NAMESPACE}:{key} cannot be set: it comes from Pulumi (or aws:region)")
+        if _structured(key):
+            try:
+                decoded[key] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{CONFIG_NAMESPACE}:{key}: expected an object or a list, got {text!r}") from exc
+        else:
+            decoded[key] = text
+    return parse({"project": project, "stack": stack, "region": region, **decoded})
 
 
-def from_stack_values(values: dict[str, Any], project: str, stack: str, region: str) -> StackConfig:
-    """Stack-file values (camelCase keys, as ``pulumi config`` stores them) -> StackConfig."""
-    return parse({"project": project, "stack": stack, "region": region, **_snake_keys(values)})
+def cli_encoding(value: Any) -> str:
+    """A stack-file value as the Pulumi CLI hands it to the program: scalars as their plain text (YAML
+    ``true`` is ``"true"``, ``1`` is ``"1"``), objects and lists as compact JSON with sorted keys (Go's
+    encoding/json)."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def stack_file_cli_values(path: Path) -> tuple[str | None, dict[str, str]]:
+    """(aws:region, our namespace's keys) of a stack file, encoded as the CLI passes them."""
+    config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    prefix = f"{CONFIG_NAMESPACE}:"
+    values = {key.removeprefix(prefix): cli_encoding(value) for key, value in config.items() if key.startswith(prefix)}
+    region = config.get("aws:region")
+    return (str(region) if region is not None else None), values
+
+
+def load_stack_file(path: Path, project: str = CONFIG_NAMESPACE, default_region: str = "us-east-1") -> StackConfig:
+    """A stack file (``Pulumi.<stack>.yaml``) read as `pulumi up` would read it (the planner's way in)."""
+    region, values = stack_file_cli_values(path)
+    return from_cli_values(values, project, path.stem.removeprefix("Pulumi."), region or default_region)
+
+
+def with_changes(config: StackConfig, section: str, **changes: Any) -> StackConfig:
+    """A copy of ``config`` with fields of one section changed, validated like a stack file (the
+    planner's variants)."""
+    current = getattr(config, section)
+    assert isinstance(current, BaseModel), f"{section} is not a section"
+    return StackConfig.model_validate({**config.model_dump(), section: {**current.model_dump(), **changes}})

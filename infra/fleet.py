@@ -4,6 +4,10 @@ Scale-out should take about a minute, not the 5-10 minutes of a cold GPU instanc
 warm pool keeps instances that have already booted, pulled the image and loaded the model, stopped
 (GPU families cannot hibernate), so a stopped instance only pays for its disk. A launch lifecycle hook
 holds every instance, entering the pool or leaving it for service, until the service answers /readyz.
+
+What `pulumi up` waits for: the group's ``min_size`` instances in service (``wait_for_capacity_timeout``,
+``FleetConfig.capacity_timeout``); a failed launch (no GPU quota, say) fails it at once. It does not wait
+for an instance refresh: that runs in AWS after `pulumi up` returns (docs/deploy.md says how to follow it).
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .user_data import SERVICE_NAMESPACE, UserDataParams, render
+from .config import FleetConfig
+from .signals import AGENT_NAMESPACE, SERVICE_NAMESPACE
+from .user_data import UserDataParams, render
 
 LAUNCH_HOOK = "wait-for-ready"
 TERMINATE_HOOK = "drain"
-READY_TIMEOUT_S = 900  # image pull + model load + warm-up on the slowest supported instance, with margin
+DRAIN_TIMEOUT_S = 60  # the ALB drains in-flight requests, the agent flushes metrics and logs
+# Autoscaling owns the desired capacity once the group exists: a re-run or `pulumi up --refresh` must
+# not reset a scaled-out group to the configured size. The initial hooks apply at creation only; the
+# LifecycleHook resources own every later change.
+IGNORED_GROUP_DRIFT = ["desiredCapacity", "initialLifecycleHooks"]
 
 
 @dataclass(frozen=True)
@@ -27,9 +37,9 @@ class FleetArgs:
     name: str
     asg_name: str
     region: str
-    instance_type: str
+    config: FleetConfig
+    sizes: tuple[int, int, int, int]  # min, desired, warm pool min, max prepared (StackConfig.fleet_sizes)
     ami_id: pulumi.Input[str]
-    root_volume_gb: int
     vpc_id: pulumi.Input[str]
     subnet_ids: pulumi.Input[list[str]]
     load_balancer_security_group_id: pulumi.Input[str]
@@ -38,17 +48,25 @@ class FleetArgs:
     image_uri: pulumi.Input[str]
     service_port: int
     readiness_path: str
-    service_env: dict[str, str]
-    min_size: int
-    max_size: int
-    desired_capacity: int
-    warm_pool_min_size: int
-    warm_pool_max_prepared: int | None
-    health_check_grace_s: int
     instance_warmup_s: int
-    refresh_min_healthy_percent: int
-    log_retention_days: int
     tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: str
+    transition: str
+    timeout_s: int
+    default_result: str
+
+
+def lifecycle_hooks(config: FleetConfig) -> list[Hook]:
+    """The launch and terminate hooks, declared at creation (initial hooks) and as resources."""
+    return [
+        # Into the pool and out of it; ABANDON: never serve from an instance that did not say ready.
+        Hook(LAUNCH_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", config.hook_timeout_s, "ABANDON"),
+        Hook(TERMINATE_HOOK, "autoscaling:EC2_INSTANCE_TERMINATING", DRAIN_TIMEOUT_S, "CONTINUE"),
+    ]
 
 
 class GpuFleet(pulumi.ComponentResource):
@@ -69,7 +87,7 @@ class GpuFleet(pulumi.ComponentResource):
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/{args.name}/service",
-            retention_in_days=args.log_retention_days,
+            retention_in_days=args.config.log_retention_days,
             tags=args.tags,
             opts=child,
         )
@@ -134,15 +152,15 @@ class GpuFleet(pulumi.ComponentResource):
                     log_group=values[1],
                     service_port=args.service_port,
                     readiness_path=args.readiness_path,
-                    ready_timeout_s=READY_TIMEOUT_S - 60,
-                    service_env=args.service_env,
+                    ready_timeout_s=args.config.ready_timeout_s,
+                    service_env=args.config.service_env,
                 )
             )
         )
         launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             image_id=args.ami_id,
-            instance_type=args.instance_type,
+            instance_type=args.config.instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
             vpc_security_group_ids=[security_group.id],
             user_data=user_data.apply(lambda script: base64.b64encode(script.encode()).decode()),
@@ -155,7 +173,7 @@ class GpuFleet(pulumi.ComponentResource):
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                     device_name="/dev/sda1",
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=args.root_volume_gb,
+                        volume_size=args.config.root_volume_gb,
                         volume_type="gp3",
                         encrypted="true",
                         delete_on_termination="true",
@@ -172,51 +190,52 @@ class GpuFleet(pulumi.ComponentResource):
             opts=child,
         )
 
+        min_size, desired, warm_min, warm_prepared = args.sizes
+        hooks = lifecycle_hooks(args.config)
         group = aws.autoscaling.Group(
             f"{name}-asg",
             name=args.asg_name,
-            min_size=args.min_size,
-            max_size=args.max_size,
-            desired_capacity=args.desired_capacity,
+            min_size=min_size,
+            max_size=args.config.max_size,
+            desired_capacity=desired,
             vpc_zone_identifiers=args.subnet_ids,
             launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
                 id=launch_template.id, version=launch_template.latest_version.apply(str)
             ),
             target_group_arns=[args.target_group_arn],
             health_check_type="ELB",
-            health_check_grace_period=args.health_check_grace_s,
+            health_check_grace_period=args.config.health_check_grace_s,
             default_instance_warmup=args.instance_warmup_s,
-            # Lifecycle hooks must exist before the first instance launches, hence initial hooks.
+            # The provider's default, 10 minutes, is about what a cold GPU instance needs to boot, pull
+            # and warm up: the second `pulumi up` would time out while everything is fine.
+            wait_for_capacity_timeout=args.config.capacity_timeout,
+            # The hooks must exist before the first instance launches (then the resources below take over).
             initial_lifecycle_hooks=[
                 aws.autoscaling.GroupInitialLifecycleHookArgs(
-                    name=LAUNCH_HOOK,
-                    lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",  # into the pool and out of it
-                    heartbeat_timeout=READY_TIMEOUT_S,
-                    default_result="ABANDON",  # never serve from an instance that did not say ready
-                ),
-                aws.autoscaling.GroupInitialLifecycleHookArgs(
-                    name=TERMINATE_HOOK,
-                    lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                    # Time for the ALB to drain in-flight requests and the agent to flush metrics/logs.
-                    heartbeat_timeout=60,
-                    default_result="CONTINUE",
-                ),
+                    name=hook.name,
+                    lifecycle_transition=hook.transition,
+                    heartbeat_timeout=hook.timeout_s,
+                    default_result=hook.default_result,
+                )
+                for hook in hooks
             ],
             warm_pool=aws.autoscaling.GroupWarmPoolArgs(
                 pool_state="Stopped",  # GPU instance families do not support hibernation
-                min_size=args.warm_pool_min_size,
-                max_group_prepared_capacity=args.warm_pool_max_prepared
-                if args.warm_pool_max_prepared is not None
-                else args.warm_pool_min_size,
+                min_size=warm_min,
+                max_group_prepared_capacity=warm_prepared,
                 instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),
             ),
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
-                    min_healthy_percentage=args.refresh_min_healthy_percent,
+                    min_healthy_percentage=args.config.instance_refresh_min_healthy_percent,
                     max_healthy_percentage=200,  # launch the new instance before the old one goes
                     instance_warmup=str(args.instance_warmup_s),
-                    auto_rollback=True,
+                    # No auto-rollback: the provider points the group at the new template version before
+                    # it starts the refresh, so AWS would "roll back" to that same new version
+                    # (terraform-provider-aws #34189). A failed refresh stops; roll back by deploying the
+                    # previous imageTag (docs/deploy.md).
+                    auto_rollback=False,
                     skip_matching=True,
                 ),
             ),
@@ -237,8 +256,18 @@ class GpuFleet(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in args.tags.items()
             ],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=IGNORED_GROUP_DRIFT),
         )
+        for hook in hooks:
+            aws.autoscaling.LifecycleHook(
+                f"{name}-hook-{hook.name}",
+                name=hook.name,
+                autoscaling_group_name=group.name,
+                lifecycle_transition=hook.transition,
+                heartbeat_timeout=hook.timeout_s,
+                default_result=hook.default_result,
+                opts=child,
+            )
         self.asg_name = group.name
         self.asg_arn = group.arn
         self.security_group_id = security_group.id
@@ -266,7 +295,7 @@ def instance_policy(repository_arn: str, log_group_arn: str, asg_arn_pattern: st
                 "Effect": "Allow",
                 "Action": ["cloudwatch:PutMetricData"],
                 "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": ["CWAgent", SERVICE_NAMESPACE]}},
+                "Condition": {"StringEquals": {"cloudwatch:namespace": [AGENT_NAMESPACE, SERVICE_NAMESPACE]}},
             },
             {
                 "Sid": "AgentDiscovery",  # the agent resolves ${aws:AutoScalingGroupName} from the instance's tags

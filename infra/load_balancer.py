@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from .config import LoadBalancerConfig
+
+# TLS 1.3 and 1.2 (AWS's recommended policy); TLS 1.0/1.1 clients are refused.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Health checks: a target takes 2 x 10 s to join, 3 x 10 s of failures to leave.
+HEALTH_CHECK = {"interval": 10, "timeout": 5, "healthy_threshold": 2, "unhealthy_threshold": 3}
 
 
 @dataclass(frozen=True)
@@ -22,9 +27,7 @@ class LoadBalancerArgs:
     subnet_ids: pulumi.Input[list[str]]
     service_port: int
     health_check_path: str
-    certificate_arn: str | None
-    idle_timeout_s: int
-    deregistration_delay_s: int
+    config: LoadBalancerConfig
     tags: dict[str, str]
 
 
@@ -38,7 +41,7 @@ class LoadBalancer(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("elastic-resnet:endpoint:LoadBalancer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        https = args.certificate_arn is not None
+        https = args.config.certificate_arn is not None
         listener_ports = [80, 443] if https else [80]
 
         security_group = aws.ec2.SecurityGroup(
@@ -76,7 +79,7 @@ class LoadBalancer(pulumi.ComponentResource):
             internal=False,
             subnets=args.subnet_ids,
             security_groups=[security_group.id],
-            idle_timeout=args.idle_timeout_s,
+            idle_timeout=args.config.alb_idle_timeout_s,  # below the service's keep-alive (config.py)
             drop_invalid_header_fields=True,
             tags=args.tags,
             opts=child,
@@ -90,15 +93,15 @@ class LoadBalancer(pulumi.ComponentResource):
             load_balancing_algorithm_type="least_outstanding_requests",
             # Long enough for in-flight requests to finish (they take well under a second; BentoML's
             # own request timeout is 60 s), short enough not to slow scale-in and deploys.
-            deregistration_delay=args.deregistration_delay_s,
+            deregistration_delay=args.config.deregistration_delay_s,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 path=args.health_check_path,
                 protocol="HTTP",
                 matcher="200",
-                interval=10,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=3,
+                interval=HEALTH_CHECK["interval"],
+                timeout=HEALTH_CHECK["timeout"],
+                healthy_threshold=HEALTH_CHECK["healthy_threshold"],
+                unhealthy_threshold=HEALTH_CHECK["unhealthy_threshold"],
             ),
             tags=args.tags,
             opts=child,
@@ -111,7 +114,7 @@ class LoadBalancer(pulumi.ComponentResource):
                 port=443,
                 protocol="HTTPS",
                 ssl_policy=TLS_POLICY,
-                certificate_arn=args.certificate_arn,
+                certificate_arn=args.config.certificate_arn,
                 default_actions=[forward],
                 opts=child,
             )

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from .config import NetworkConfig
+
 
 @dataclass(frozen=True)
 class NetworkArgs:
     name: str
     region: str
-    cidr: str
-    availability_zones: int
+    config: NetworkConfig
     tags: dict[str, str]
 
 
@@ -33,17 +34,18 @@ class Network(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("elastic-resnet:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones(state="available").names[: args.availability_zones]
-        if len(zones) < args.availability_zones:
-            raise ValueError(f"the region has {len(zones)} available AZs; {args.availability_zones} requested")
-        cidrs = [str(block) for block in ipaddress.ip_network(args.cidr).subnets(new_prefix=20)]
+        wanted = args.config.availability_zones
+        zones = aws.get_availability_zones(state="available").names[:wanted]
+        if len(zones) < wanted:
+            raise ValueError(f"the region has {len(zones)} available AZs; {wanted} requested")
+        cidrs = [str(block) for block in ipaddress.ip_network(args.config.cidr).subnets(new_prefix=20)]
 
         def tags(resource: str) -> dict[str, str]:
             return {**args.tags, "Name": f"{args.name}-{resource}"}
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=args.cidr,
+            cidr_block=args.config.cidr,
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags=tags("vpc"),

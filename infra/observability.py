@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from .user_data import AGENT_NAMESPACE, IN_FLIGHT_METRIC, SERVICE_NAMESPACE
+from .signals import GROUP_DIMENSION, SIGNALS
 
 
 @dataclass(frozen=True)
@@ -21,22 +21,61 @@ class ObservabilityArgs:
 
 
 class Notifications(pulumi.ComponentResource):
-    """The SNS topic every alarm notifies, with an optional e-mail subscription."""
+    """The SNS topic every alarm notifies, with an optional e-mail subscription.
+
+    Encrypted with a customer-managed KMS key whose policy lets CloudWatch use it: CloudWatch alarms
+    cannot publish to a topic encrypted with the AWS-managed ``alias/aws/sns`` key (its policy cannot
+    grant CloudWatch, so every notification would be dropped). The key costs about $1 a month."""
 
     topic_arn: pulumi.Output[str]
+    key_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("elastic-resnet:observability:Notifications", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        account_id = aws.get_caller_identity().account_id
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"{args.name}: alarm notifications (SNS)",
+            deletion_window_in_days=7,
+            enable_key_rotation=True,
+            policy=json.dumps(topic_key_policy(account_id)),
+            tags=args.tags,
+            opts=child,
+        )
         topic = aws.sns.Topic(
-            f"{name}-alarms", name=f"{args.name}-alarms", kms_master_key_id="alias/aws/sns", tags=args.tags, opts=child
+            f"{name}-alarms", name=f"{args.name}-alarms", kms_master_key_id=key.arn, tags=args.tags, opts=child
         )
         if args.alarm_email:
             aws.sns.TopicSubscription(
                 f"{name}-email", topic=topic.arn, protocol="email", endpoint=args.alarm_email, opts=child
             )
         self.topic_arn = topic.arn
+        self.key_arn = key.arn
         self.register_outputs({"topic_arn": self.topic_arn})
+
+
+def topic_key_policy(account_id: str) -> dict[str, object]:
+    """The account administers the key; CloudWatch may use it to publish alarms to the topic."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+            },
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -74,7 +113,7 @@ def dashboard_body(region: str, asg: str, alb: str, tg: str, alarm_arns: list[st
         properties = {"title": title, "region": region, "metrics": metrics, "view": "timeSeries", "period": 60}
         return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {**properties, **extra}}
 
-    by_asg = ["AutoScalingGroupName", asg]
+    by_asg = [GROUP_DIMENSION, asg]
     lb = ["LoadBalancer", alb]
     return {
         "widgets": [
@@ -99,22 +138,16 @@ def dashboard_body(region: str, asg: str, alb: str, tg: str, alarm_arns: list[st
                 0,
             ),
             widget(
-                "GPU utilisation and memory (%)",
-                [
-                    [AGENT_NAMESPACE, "nvidia_smi_utilization_gpu", *by_asg, {"id": "gpu"}],
-                    [AGENT_NAMESPACE, "nvidia_smi_memory_used", *by_asg, {"id": "used", "visible": False}],
-                    [AGENT_NAMESPACE, "nvidia_smi_memory_total", *by_asg, {"id": "total", "visible": False}],
-                    [{"expression": "100 * used / total", "label": "GPU memory %"}],
-                    ["AWS/EC2", "CPUUtilization", *by_asg, {"label": "CPU %"}],
-                ],
+                "Scaling signals: CPU %, GPU %, GPU memory %, in-flight per instance",
+                signal_metrics(asg),
                 0,
                 6,
-                yAxis={"left": {"min": 0, "max": 100}},
             ),
             widget(
-                "In-flight requests (fleet)",
+                "Targets passing /readyz",
                 [
-                    [SERVICE_NAMESPACE, IN_FLIGHT_METRIC, *by_asg, {"stat": "Sum"}],
+                    ["AWS/ApplicationELB", "HealthyHostCount", "TargetGroup", tg, *lb, {"stat": "Minimum"}],
+                    ["AWS/ApplicationELB", "UnHealthyHostCount", "TargetGroup", tg, *lb, {"stat": "Maximum"}],
                 ],
                 12,
                 6,
@@ -140,3 +173,17 @@ def dashboard_body(region: str, asg: str, alb: str, tg: str, alarm_arns: list[st
             },
         ]
     }
+
+
+def signal_metrics(asg: str) -> list[list[Any]]:
+    """Each scaling signal drawn exactly as its alarm computes it (infra/signals.py)."""
+    rows: list[list[Any]] = []
+    for index, signal in enumerate(SIGNALS):
+        ids = {key: f"s{index}{key}" for key in signal.metrics}
+        for key, metric in signal.metrics.items():
+            rows.append(
+                [metric.namespace, metric.name, GROUP_DIMENSION, asg, {"id": ids[key], "stat": metric.statistic,
+                                                                      "visible": False}]
+            )  # fmt: skip
+        rows.append([{"expression": signal.expression.format(**ids), "label": signal.description}])
+    return rows

@@ -34,6 +34,9 @@ class ImageRegistry(pulumi.ComponentResource):
             image_tag_mutability_exclusion_filters=[
                 aws.ecr.RepositoryImageTagMutabilityExclusionFilterArgs(filter="latest", filter_type="WILDCARD")
             ],
+            # `pulumi destroy` deletes the repository with its images (without it, AWS refuses to delete
+            # a repository that still holds images and the destroy stops there).
+            force_delete=True,
             tags=args.tags,
             opts=child,
         )

@@ -1,17 +1,18 @@
 """Scaling: out when ANY load signal passes its high mark, in when ALL are low, plus prewarming.
 
-Signals, per Auto Scaling group:
-- CPU utilisation (AWS/EC2): decoding uploads is CPU work; a saturated CPU starves the GPU.
-- GPU utilisation and GPU memory used (CloudWatch agent ``nvidia_gpu``, aggregated per group).
-- Queue length: in-flight requests per in-service instance, from the service's own Prometheus gauge
-  (``bentoml_service_request_in_progress``, scraped by the agent). Chosen over the ALB's
-  RequestCountPerTarget because batching makes request *rate* a poor proxy for load: an instance keeps
-  up with a high rate until its queue, which is what clients feel as latency, starts to grow.
+The signals (what is measured, where, and how the scale-in alarm normalises them) are defined once in
+infra/signals.py, which the planner reads too; this module turns them into CloudWatch alarms and
+Auto Scaling policies.
 
 CloudWatch composite alarms cannot trigger scaling policies, so each scale-out signal has its own
 alarm on one shared step policy, and scale-in is ONE metric-math alarm on the largest normalised
-signal. Missing data never scales: warm-pool instances are stopped and report nothing, and a gap in
-metrics is no evidence of low load.
+signal. Missing data never scales: warm-pool instances publish nothing, and a gap in metrics is no
+evidence of low load.
+
+An alarm invokes its Auto Scaling action again every minute it stays in ALARM. Scale-out is a step
+policy: while launched instances warm up, a repeat of the same step adds nothing. Scale-in is a SIMPLE
+policy with a cooldown of one quiet window (step scaling has no cooldown and would remove one
+instance per minute): one instance per ``scaleInEvaluationPeriods`` quiet minutes.
 """
 
 from __future__ import annotations
@@ -21,112 +22,59 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .config import ScalingTiming, ScheduledAction, Thresholds
-from .user_data import AGENT_NAMESPACE, IN_FLIGHT_METRIC, SERVICE_NAMESPACE
+from .config import ScalingConfig, Thresholds
+from .signals import GROUP_DIMENSION, PERIOD_S, SIGNALS, Signal, scale_in_factor
 
 
 @dataclass(frozen=True)
 class ScalingArgs:
     name: str
     asg_name: pulumi.Input[str]
-    thresholds: Thresholds
-    timing: ScalingTiming
-    scheduled_actions: list[ScheduledAction]
-    predictive_scaling: str  # off | forecast-only | forecast-and-scale
+    config: ScalingConfig
     notification_topic_arn: pulumi.Input[str]
     tags: dict[str, str]
 
 
-@dataclass(frozen=True)
-class Signal:
-    """One load signal: CloudWatch metrics of the group and a metric-math expression over them."""
-
-    key: str
-    description: str
-    threshold: float
-    metrics: dict[str, tuple[str, str, str]]  # query id -> (namespace, metric name, statistic)
-    expression: str  # over the query ids, written as {id}
-
-    def queries(
-        self, asg_name: pulumi.Input[str], period: int, prefix: str = "", scale: float = 1.0
-    ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
-        """The metric queries and, last, the expression (times ``scale``) under the id ``{prefix}value``."""
-        ids = {key: f"{prefix}{key}" for key in self.metrics}
-        queries = [
-            aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                id=ids[key],
-                return_data=False,
-                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=namespace,
-                    metric_name=metric_name,
-                    dimensions={"AutoScalingGroupName": asg_name},
-                    stat=stat,
-                    period=period,
-                ),
-            )
-            for key, (namespace, metric_name, stat) in self.metrics.items()
-        ]
-        expression = self.expression.format(**ids)
-        if scale != 1.0:
-            expression = f"({expression}) * {scale:.6g}"
-        queries.append(
-            aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                id=f"{prefix}value", expression=expression, label=self.description, return_data=not prefix
-            )
+def signal_queries(
+    signal: Signal, asg_name: pulumi.Input[str], prefix: str = "", scale: float = 1.0
+) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+    """The signal's metric queries and, last, its expression (times ``scale``) as ``{prefix}value``."""
+    ids = {key: f"{prefix}{key}" for key in signal.metrics}
+    queries = [
+        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=ids[key],
+            return_data=False,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=metric.namespace,
+                metric_name=metric.name,
+                dimensions={GROUP_DIMENSION: asg_name},
+                stat=metric.statistic,
+                period=PERIOD_S,
+            ),
         )
-        return queries
-
-
-def signals(thresholds: Thresholds) -> list[Signal]:
-    return [
-        Signal(
-            "cpu",
-            "CPU utilisation (%)",
-            thresholds.cpu_percent,
-            {"cpu": ("AWS/EC2", "CPUUtilization", "Average")},
-            "{cpu}",
-        ),
-        Signal(
-            "gpu-utilization",
-            "GPU utilisation (%)",
-            thresholds.gpu_utilization_percent,
-            {"gpu": (AGENT_NAMESPACE, "nvidia_smi_utilization_gpu", "Average")},
-            "{gpu}",
-        ),
-        Signal(
-            "gpu-memory",
-            "GPU memory used (%)",
-            thresholds.gpu_memory_percent,
-            {
-                "used": (AGENT_NAMESPACE, "nvidia_smi_memory_used", "Average"),
-                "total": (AGENT_NAMESPACE, "nvidia_smi_memory_total", "Average"),
-            },
-            "100 * {used} / {total}",
-        ),
-        Signal(
-            "queue",
-            "in-flight requests per in-service instance",
-            thresholds.queue_length,
-            {
-                "inflight": (SERVICE_NAMESPACE, IN_FLIGHT_METRIC, "Sum"),
-                "instances": ("AWS/AutoScaling", "GroupInServiceInstances", "Average"),
-            },
-            "IF({instances} > 0, {inflight} / {instances}, 0)",
-        ),
+        for key, metric in signal.metrics.items()
     ]
+    expression = signal.expression.format(**ids)
+    if scale != 1.0:
+        expression = f"({expression}) * {scale:.6g}"
+    queries.append(
+        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=f"{prefix}value", expression=expression, label=signal.description, return_data=not prefix
+        )
+    )
+    return queries
 
 
 def scale_in_queries(
-    sigs: list[Signal], thresholds: Thresholds, asg_name: pulumi.Input[str], period: int
+    thresholds: Thresholds, asg_name: pulumi.Input[str]
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
-    """Every signal, normalised so that its scale-out mark reads as the CPU's, combined with MAX: the
-    alarm's value is the busiest signal, so it is under ``scale_in_below`` only when all of them are."""
+    """Every signal, normalised so that its scale-out mark reads as the reference's, combined with MAX:
+    the alarm's value is the busiest signal, so it is under ``scale_in_below`` only when all of them are."""
     queries: list[aws.cloudwatch.MetricAlarmMetricQueryArgs] = []
-    for index, signal in enumerate(sigs):
-        queries += signal.queries(
-            asg_name, period, prefix=f"s{index}_", scale=thresholds.cpu_percent / signal.threshold
-        )
-    busiest = ", ".join(f"s{index}_value" for index in range(len(sigs)))
+    for index, signal in enumerate(SIGNALS):
+        factor = scale_in_factor(thresholds.of(signal.threshold_key), thresholds.reference)
+        queries += signal_queries(signal, asg_name, prefix=f"s{index}_", scale=factor)
+    busiest = ", ".join(f"s{index}_value" for index in range(len(SIGNALS)))
     queries.append(
         aws.cloudwatch.MetricAlarmMetricQueryArgs(
             id="busiest", expression=f"MAX([{busiest}])", label="busiest signal, normalised", return_data=True
@@ -143,7 +91,7 @@ class Scaling(pulumi.ComponentResource):
     def __init__(self, name: str, args: ScalingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("elastic-resnet:scaling:Scaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        timing, thresholds = args.timing, args.thresholds
+        timing, thresholds = args.config.timing, args.config.thresholds
 
         scale_out = aws.autoscaling.Policy(
             f"{name}-out",
@@ -163,28 +111,26 @@ class Scaling(pulumi.ComponentResource):
         scale_in = aws.autoscaling.Policy(
             f"{name}-in",
             autoscaling_group_name=args.asg_name,
-            policy_type="StepScaling",
-            adjustment_type="ChangeInCapacity",  # one GPU at a time: scale-in is never urgent
-            metric_aggregation_type="Maximum",
-            step_adjustments=[
-                aws.autoscaling.PolicyStepAdjustmentArgs(metric_interval_upper_bound="0", scaling_adjustment=-1)
-            ],
+            policy_type="SimpleScaling",
+            adjustment_type="ChangeInCapacity",
+            scaling_adjustment=-1,  # one GPU at a time: scale-in is never urgent
+            cooldown=timing.scale_in_cooldown_s,  # then a whole new quiet window before the next
             opts=child,
         )
 
         alarms: list[aws.cloudwatch.MetricAlarm] = []
-        sigs = signals(thresholds)
-        for signal in sigs:
+        for signal in SIGNALS:
+            threshold = thresholds.of(signal.threshold_key)
             alarms.append(
                 aws.cloudwatch.MetricAlarm(
                     f"{name}-{signal.key}-high",
                     name=f"{args.name}-{signal.key}-high",
-                    alarm_description=f"Scale out: {signal.description} above {signal.threshold:g}",
+                    alarm_description=f"Scale out: {signal.description} above {threshold:g}",
                     comparison_operator="GreaterThanThreshold",
-                    threshold=signal.threshold,
+                    threshold=threshold,
                     evaluation_periods=timing.scale_out_evaluation_periods,
                     datapoints_to_alarm=timing.scale_out_datapoints,
-                    metric_queries=signal.queries(args.asg_name, timing.period_s),
+                    metric_queries=signal_queries(signal, args.asg_name),
                     treat_missing_data="notBreaching",
                     alarm_actions=[scale_out.arn, args.notification_topic_arn],
                     ok_actions=[args.notification_topic_arn],
@@ -198,13 +144,13 @@ class Scaling(pulumi.ComponentResource):
                 name=f"{args.name}-all-signals-low",
                 alarm_description=(
                     f"Scale in: every signal under {thresholds.scale_in_below:g} "
-                    f"(normalised so each scale-out mark reads {thresholds.cpu_percent:g})"
+                    f"(normalised so each scale-out mark reads {thresholds.reference:g})"
                 ),
                 comparison_operator="LessThanThreshold",
                 threshold=thresholds.scale_in_below,
                 evaluation_periods=timing.scale_in_evaluation_periods,
                 datapoints_to_alarm=timing.scale_in_datapoints,
-                metric_queries=scale_in_queries(sigs, thresholds, args.asg_name, timing.period_s),
+                metric_queries=scale_in_queries(thresholds, args.asg_name),
                 treat_missing_data="notBreaching",
                 alarm_actions=[scale_in.arn],
                 tags=args.tags,
@@ -212,7 +158,7 @@ class Scaling(pulumi.ComponentResource):
             )
         )
 
-        for action in args.scheduled_actions:
+        for action in args.config.scheduled_actions:
             aws.autoscaling.Schedule(
                 f"{name}-schedule-{action.name}",
                 scheduled_action_name=action.name,
@@ -224,17 +170,17 @@ class Scaling(pulumi.ComponentResource):
                 desired_capacity=action.desired_capacity if action.desired_capacity is not None else -1,
                 opts=child,
             )
-        if args.predictive_scaling != "off":
+        if args.config.predictive_scaling != "off":
             aws.autoscaling.Policy(
                 f"{name}-predictive",
                 autoscaling_group_name=args.asg_name,
                 policy_type="PredictiveScaling",
                 predictive_scaling_configuration=aws.autoscaling.PolicyPredictiveScalingConfigurationArgs(
-                    mode="ForecastOnly" if args.predictive_scaling == "forecast-only" else "ForecastAndScale",
+                    mode="ForecastOnly" if args.config.predictive_scaling == "forecast-only" else "ForecastAndScale",
                     # Launch forecast capacity 10 minutes ahead: enough to leave the warm pool and warm up.
                     scheduling_buffer_time="600",
                     metric_specification=aws.autoscaling.PolicyPredictiveScalingConfigurationMetricSpecificationArgs(
-                        target_value=thresholds.cpu_percent,
+                        target_value=thresholds.reference,
                         predefined_metric_pair_specification=aws.autoscaling.PolicyPredictiveScalingConfigurationMetricSpecificationPredefinedMetricPairSpecificationArgs(
                             predefined_metric_type="ASGCPUUtilization"
                         ),

@@ -17,19 +17,17 @@ from .scaling import Scaling, ScalingArgs
 def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
     tags = {"project": config.project, "stack": config.stack, "managed-by": "pulumi", **config.tags}
 
-    if config.vpc_id:
-        vpc_id: pulumi.Input[str] = config.vpc_id
-        public_subnets: pulumi.Input[list[str]] = config.public_subnet_ids
-        private_subnets: pulumi.Input[list[str]] = config.private_subnet_ids
+    network_config = config.network
+    if network_config.vpc_id:
+        vpc_id: pulumi.Input[str] = network_config.vpc_id
+        public_subnets: pulumi.Input[list[str]] = network_config.public_subnet_ids
+        private_subnets: pulumi.Input[list[str]] = network_config.private_subnet_ids
     else:
-        network = Network(
-            "network",
-            NetworkArgs(config.name, config.region, config.vpc_cidr, config.availability_zones, tags),
-        )
+        network = Network("network", NetworkArgs(config.name, config.region, network_config, tags))
         vpc_id, public_subnets, private_subnets = network.vpc_id, network.public_subnet_ids, network.private_subnet_ids
 
     registry = ImageRegistry("registry", RegistryArgs(config.name, tags))
-    image_uri = config.image_uri or registry.repository_url.apply(lambda url: f"{url}:{config.image_tag}")
+    image_uri = config.fleet.image_uri or registry.repository_url.apply(lambda url: f"{url}:{config.image_tag}")
 
     endpoint = LoadBalancer(
         "endpoint",
@@ -39,24 +37,26 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             subnet_ids=public_subnets,
             service_port=SERVICE_PORT,
             health_check_path=READINESS_PATH,
-            certificate_arn=config.certificate_arn,
-            idle_timeout_s=config.alb_idle_timeout_s,
-            deregistration_delay_s=config.deregistration_delay_s,
+            config=config.load_balancer,
             tags=tags,
         ),
     )
 
-    ami_id = config.ami_id or aws.ssm.get_parameter(name=config.ami_ssm_parameter).value
-    min_size, desired, warm_min, warm_max = config.fleet_sizes
+    if config.fleet.ami_id is None:
+        pulumi.log.warn(
+            f"fleet.amiId is not set: the AMI comes from {config.fleet.ami_ssm_parameter}, resolved at every "
+            "`pulumi up`, so each new release replaces every instance. Pin it (docs/deploy.md, 'Pin the AMI')."
+        )
+    ami_id = config.fleet.ami_id or aws.ssm.get_parameter(name=config.fleet.ami_ssm_parameter).value
     fleet = GpuFleet(
         "fleet",
         FleetArgs(
             name=config.name,
             asg_name=config.asg_name,
             region=config.region,
-            instance_type=config.instance_type,
+            config=config.fleet,
+            sizes=config.fleet_sizes,
             ami_id=ami_id,
-            root_volume_gb=config.root_volume_gb,
             vpc_id=vpc_id,
             subnet_ids=private_subnets,
             load_balancer_security_group_id=endpoint.security_group_id,
@@ -65,16 +65,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             image_uri=image_uri,
             service_port=SERVICE_PORT,
             readiness_path=READINESS_PATH,
-            service_env=config.service_env,
-            min_size=min_size,
-            max_size=config.max_size,
-            desired_capacity=desired,
-            warm_pool_min_size=warm_min,
-            warm_pool_max_prepared=warm_max,
-            health_check_grace_s=config.health_check_grace_s,
-            instance_warmup_s=config.timing.instance_warmup_s,
-            refresh_min_healthy_percent=config.instance_refresh_min_healthy_percent,
-            log_retention_days=config.log_retention_days,
+            instance_warmup_s=config.scaling.timing.instance_warmup_s,
             tags=tags,
         ),
     )
@@ -85,10 +76,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
         ScalingArgs(
             name=config.name,
             asg_name=fleet.asg_name,
-            thresholds=config.thresholds,
-            timing=config.timing,
-            scheduled_actions=config.scheduled_actions,
-            predictive_scaling=config.predictive_scaling,
+            config=config.scaling,
             notification_topic_arn=notifications.topic_arn,
             tags=tags,
         ),

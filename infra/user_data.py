@@ -10,10 +10,22 @@ from pathlib import Path
 
 import jinja2
 
+from .signals import (
+    AGENT_CPU_MEASUREMENTS,
+    AGENT_GPU_MEASUREMENTS,
+    AGENT_NAMESPACE,
+    CLIENT_ENDPOINTS,
+    GROUP_DIMENSION,
+    IN_FLIGHT_METRIC,
+    PERIOD_S,
+    SCRAPE_INTERVAL_S,
+    SERVICE_NAMESPACE,
+)
+
 TEMPLATES = Path(__file__).parent / "templates"
-AGENT_NAMESPACE = "CWAgent"  # nvidia_gpu metrics
-SERVICE_NAMESPACE = "ElasticResnet"  # the service's own metrics, scraped from its /metrics
-IN_FLIGHT_METRIC = "bentoml_service_request_in_progress"
+SCRAPE_JOB = "elastic-resnet"
+# apt and dpkg wait this long for the lock that unattended-upgrades may hold at first boot.
+DPKG_LOCK_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -25,24 +37,24 @@ class UserDataParams:
     log_group: str
     service_port: int
     readiness_path: str
-    ready_timeout_s: int
+    ready_timeout_s: int  # counted from boot
     service_env: dict[str, str] = field(default_factory=dict)
 
 
 def agent_config(log_group: str) -> dict[str, object]:
-    """CloudWatch agent: per-GPU utilisation and memory, aggregated per Auto Scaling group, and the
-    service's in-flight request gauge from its Prometheus endpoint (as embedded metric format)."""
+    """CloudWatch agent: CPU and per-GPU utilisation and memory, aggregated per Auto Scaling group, and
+    the service's in-flight request gauge from its Prometheus endpoint (as embedded metric format),
+    filtered to the client-facing endpoints so each request counts once (infra/signals.py). The agent
+    runs only while the instance is InService (user data starts it then)."""
     return {
-        "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
+        "agent": {"metrics_collection_interval": PERIOD_S, "run_as_user": "root"},
         "metrics": {
             "namespace": AGENT_NAMESPACE,
-            "append_dimensions": {
-                "AutoScalingGroupName": "${aws:AutoScalingGroupName}",
-                "InstanceId": "${aws:InstanceId}",
-            },
-            "aggregation_dimensions": [["AutoScalingGroupName"]],
+            "append_dimensions": {GROUP_DIMENSION: "${aws:AutoScalingGroupName}", "InstanceId": "${aws:InstanceId}"},
+            "aggregation_dimensions": [[GROUP_DIMENSION]],
             "metrics_collected": {
-                "nvidia_gpu": {"measurement": ["utilization_gpu", "memory_used", "memory_total"]},
+                "cpu": {"measurement": AGENT_CPU_MEASUREMENTS, "totalcpu": True},
+                "nvidia_gpu": {"measurement": AGENT_GPU_MEASUREMENTS},
             },
         },
         "logs": {
@@ -54,9 +66,9 @@ def agent_config(log_group: str) -> dict[str, object]:
                         "metric_namespace": SERVICE_NAMESPACE,
                         "metric_declaration": [
                             {
-                                "source_labels": ["job"],
-                                "label_matcher": "^elastic-resnet$",
-                                "dimensions": [["AutoScalingGroupName"]],
+                                "source_labels": ["job", "endpoint"],
+                                "label_matcher": f"^{SCRAPE_JOB};({'|'.join(CLIENT_ENDPOINTS)})$",
+                                "dimensions": [[GROUP_DIMENSION]],
                                 "metric_selectors": [f"^{IN_FLIGHT_METRIC}$"],
                             }
                         ],
@@ -68,19 +80,19 @@ def agent_config(log_group: str) -> dict[str, object]:
 
 
 def prometheus_config(asg_name: str, service_port: int) -> str:
-    # One scrape per 60 s CloudWatch period: the period's Sum is then the fleet's in-flight requests.
+    # Several scrapes per CloudWatch period: the queue signal divides the period's Sum by their number.
     return "\n".join(
         [
             "global:",
-            "  scrape_interval: 60s",
+            f"  scrape_interval: {SCRAPE_INTERVAL_S}s",
             "  scrape_timeout: 10s",
             "scrape_configs:",
-            "  - job_name: elastic-resnet",
+            f"  - job_name: {SCRAPE_JOB}",
             "    metrics_path: /metrics",
             "    static_configs:",
             f"      - targets: ['127.0.0.1:{service_port}']",
             "        labels:",
-            f"          AutoScalingGroupName: {asg_name}",
+            f"          {GROUP_DIMENSION}: {asg_name}",
         ]
     )
 
@@ -101,4 +113,5 @@ def render(params: UserDataParams) -> str:
         **params.__dict__,
         agent_config=json.dumps(agent_config(params.log_group), indent=2),
         prometheus_config=prometheus_config(params.asg_name, params.service_port),
+        dpkg_lock_timeout_s=DPKG_LOCK_TIMEOUT_S,
     )

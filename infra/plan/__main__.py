@@ -4,8 +4,9 @@
     python -m infra.plan --traffic my-traffic.csv --variant no-warm-pool --variant thresholds:60/20 --out plan/
     python -m infra.plan --profile diurnal-week --recommend --out plan/
 
-The configuration is the stack's own (Pulumi.<stack>.yaml through infra.config, the model the Pulumi
-program uses), so the plan and the deployed stack cannot drift. Writes plan.json and plan.png to --out
+The configuration is the stack's own (Pulumi.<stack>.yaml read by infra.config's loader, exactly as
+`pulumi up` reads it) and the scaling signals are infra/signals.py, so the plan and the deployed stack
+cannot drift. Writes plan.json and plan.png to --out
 and prints the table.
 """
 
@@ -16,9 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from ..config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_stack_values
+from ..config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_cli_values, load_stack_file
 from . import report
 from .capacity import InstanceModel, instance_for
 from .recommend import DEFAULT_TARGET, recommend
@@ -31,11 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def load_stack(stack_file: Path | None) -> StackConfig:
     if stack_file is None:
-        return from_stack_values({}, "elastic-resnet", "plan", "us-east-1")
-    config = (yaml.safe_load(stack_file.read_text()) or {}).get("config", {})
-    values = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith(f"{CONFIG_NAMESPACE}:")}
-    stack_name = stack_file.stem.removeprefix("Pulumi.")
-    return from_stack_values(values, "elastic-resnet", stack_name, config.get("aws:region", "us-east-1"))
+        return from_cli_values({}, CONFIG_NAMESPACE, "plan", "us-east-1")
+    return load_stack_file(stack_file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def model_of(config: StackConfig) -> InstanceModel:
         return instance_for(
-            config.instance_type, config.root_volume_gb, stack.instance_type, args.capacity, args.benchmark
+            config.fleet.instance_type,
+            config.fleet.root_volume_gb,
+            stack.fleet.instance_type,
+            args.capacity,
+            args.benchmark,
         )
 
     variants: dict[str, Result] = {}
@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     default_instance = model_of(stack)
     header = (
         f"Traffic: {traffic.name}, {traffic.duration_s / 86400:.1f} days, peak {traffic.peak:,.0f} req/s. "
-        f"Stack: {stack.instance_type} ({default_instance.capacity_rps:.0f} img/s each, "
-        f"{default_instance.source}), min {stack.min_size}, max {stack.max_size}, "
-        f"warm pool {stack.warm_pool_min_size}. Latency target {args.latency_target_ms:.0f} ms."
+        f"Stack: {stack.fleet.instance_type} ({default_instance.capacity_rps:.0f} img/s each, "
+        f"{default_instance.source}), min {stack.fleet.min_size}, max {stack.fleet.max_size}, "
+        f"warm pool {stack.fleet.warm_pool_min_size}. Latency target {args.latency_target_ms:.0f} ms."
     )
     print(report.table(header, variants))
     if recommendation is not None:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"traffic": traffic.name, "duration_s": traffic.duration_s, "peak_rps": traffic.peak,
-            "instance_type": stack.instance_type, "latency_target_ms": args.latency_target_ms}  # fmt: skip
+            "instance_type": stack.fleet.instance_type, "latency_target_ms": args.latency_target_ms}  # fmt: skip
     report.write_json(report.plan_json(meta, variants, recommendation), args.out / "plan.json")
     report.plot(header, variants, args.out / "plan.png")
     print(f"\nwrote {args.out / 'plan.json'} and {args.out / 'plan.png'} in {time.perf_counter() - started:.1f} s")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import StackConfig
+from ..config import StackConfig, with_changes
 from .capacity import instance_for
 from .simulator import Result, ServiceLevel, simulate
 from .traffic import Traffic
@@ -49,24 +49,20 @@ def recommend(
     target), or None when no candidate does."""
     candidates: list[Candidate] = []
     for instance_type in TIERS:
-        instance = instance_for(instance_type, stack.root_volume_gb, stack.instance_type, capacity_rps, benchmark)
-        # Room for the peak at the scale-out mark, plus one instance of headroom.
-        max_size = (
-            math.ceil(traffic.peak / (instance.capacity_rps * stack.thresholds.gpu_utilization_percent / 100)) + 1
+        instance = instance_for(
+            instance_type, stack.fleet.root_volume_gb, stack.fleet.instance_type, capacity_rps, benchmark
         )
+        # Room for the peak at the scale-out mark, plus one instance of headroom.
+        utilisation = stack.scaling.thresholds.gpu_utilization_percent / 100
+        max_size = math.ceil(traffic.peak / (instance.capacity_rps * utilisation)) + 1
         for min_size in MIN_SIZES:
             for warm in WARM_POOLS:
-                shaped = apply(
-                    apply(stack.model_copy(update={"instance_type": instance_type}), f"min:{min_size}"), f"warm:{warm}"
-                )
-                shaped = shaped.model_copy(
-                    update={
-                        "max_size": max(max_size, shaped.min_size),
-                        "desired_capacity": min_size,
-                    }
+                shaped = apply(apply(apply(stack, f"type:{instance_type}"), f"min:{min_size}"), f"warm:{warm}")
+                shaped = with_changes(
+                    shaped, "fleet", max_size=max(max_size, shaped.fleet.min_size), desired_capacity=min_size
                 )
                 result = simulate(traffic, shaped, instance, level)
-                candidates.append(Candidate(instance_type, min_size, warm, shaped.max_size, result))
+                candidates.append(Candidate(instance_type, min_size, warm, shaped.fleet.max_size, result))
     meeting = [c for c in candidates if c.result.within_slo_fraction >= target]
     best = min(meeting, key=lambda c: c.result.cost_usd) if meeting else None
     return best, candidates

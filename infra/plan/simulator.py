@@ -17,8 +17,10 @@ What is modelled, and how:
   :mod:`infra.plan.cloudwatch` exactly as the stack's alarms are configured.
 - Policies: the step scale-out policy (+``scale_out_percent``%, at least one) runs every period an
   out-alarm is in ALARM, but not again while the instances it launched are within their warm-up (a
-  repeat of the same step adds nothing in AWS); the scale-in policy removes one instance per period the
-  all-low alarm is in ALARM. Scheduled actions apply at their cron minute.
+  repeat of the same step adds nothing in AWS); the simple scale-in policy removes one instance when
+  the all-low alarm is in ALARM, then waits out its cooldown (one quiet window). Scheduled actions apply
+  at their cron minute (croniter, the Unix cron dialect of Auto Scaling's Recurrence).
+The signals (names, thresholds, normalisation) are the stack's own: infra/signals.py.
 The profile starts on a Monday at 00:00 UTC.
 """
 
@@ -29,10 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from croniter import croniter
+
 from ..config import StackConfig
+from ..signals import PERIOD_S, SIGNALS, normalised
 from .capacity import InstanceModel
 from .cloudwatch import Alarm, State, aggregate
-from .cron import Cron
 from .traffic import Traffic
 
 START = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday
@@ -112,28 +116,34 @@ class ServiceLevel:
     static_utilisation: float = 0.7  # a static fleet "sized for the peak" runs at most this busy
 
 
+def alarms_for(stack: StackConfig) -> tuple[dict[str, Alarm], Alarm]:
+    """The stack's alarms as the planner evaluates them: one per signal (by key), and the scale-in one."""
+    thresholds, timing = stack.scaling.thresholds, stack.scaling.timing
+    out_alarms = {
+        signal.key: Alarm(signal.key, thresholds.of(signal.threshold_key), "GreaterThanThreshold",
+                          timing.scale_out_evaluation_periods, timing.scale_out_datapoints, "notBreaching")
+        for signal in SIGNALS
+    }  # fmt: skip
+    in_alarm = Alarm("all-low", thresholds.scale_in_below, "LessThanThreshold", timing.scale_in_evaluation_periods,
+                     timing.scale_in_datapoints, "notBreaching")  # fmt: skip
+    return out_alarms, in_alarm
+
+
 def simulate(
     traffic: Traffic, stack: StackConfig, instance: InstanceModel, level: ServiceLevel | None = None
 ) -> Result:
     level = level or ServiceLevel()
-    dt, period = traffic.step_s, stack.timing.period_s
+    dt, period = traffic.step_s, PERIOD_S
     if period % dt:
         raise ValueError("the metric period must be a whole number of simulation steps")
     capacity = instance.capacity_rps
-    thresholds, timing = stack.thresholds, stack.timing
-    min_size, desired, warm_min, warm_max = stack.fleet_sizes
-    max_size = stack.max_size
-    prepared_cap = warm_max if warm_max is not None else warm_min  # as infra/fleet.py sets it
+    thresholds, timing = stack.scaling.thresholds, stack.scaling.timing
+    min_size, desired, warm_min, prepared_cap = stack.fleet_sizes  # as infra/fleet.py sets the group
+    max_size = stack.fleet.max_size
 
-    out_alarms = {
-        name: Alarm(name, threshold, "GreaterThanThreshold", timing.scale_out_evaluation_periods,
-                    timing.scale_out_datapoints, "notBreaching")
-        for name, threshold in [("cpu", thresholds.cpu_percent), ("gpu", thresholds.gpu_utilization_percent),
-                                ("gpu_memory", thresholds.gpu_memory_percent), ("queue", thresholds.queue_length)]
-    }  # fmt: skip
-    in_alarm = Alarm("all-low", thresholds.scale_in_below, "LessThanThreshold", timing.scale_in_evaluation_periods,
-                     timing.scale_in_datapoints, "notBreaching")  # fmt: skip
-    schedules = [(Cron(a.cron), ZoneInfo(a.time_zone), a) for a in stack.scheduled_actions]
+    out_alarms, in_alarm = alarms_for(stack)
+    schedules = [(a.cron, ZoneInfo(a.time_zone), a) for a in stack.scaling.scheduled_actions]
+    last_scale_in = -math.inf
 
     result = Result()
     fleet: list[Instance] = [Instance(IN_SERVICE, 0.0, 0.0) for _ in range(desired)]
@@ -146,7 +156,7 @@ def simulate(
         moment = START + timedelta(seconds=t)
         if t % 60 == 0:
             for cron, zone, action in schedules:
-                if cron.matches(moment.astimezone(zone)):
+                if croniter.match(cron, moment.astimezone(zone).replace(tzinfo=None)):
                     min_size = action.min_size if action.min_size is not None else min_size
                     max_size = action.max_size if action.max_size is not None else max_size
                     if action.desired_capacity is not None:
@@ -196,9 +206,9 @@ def simulate(
             result.served_within_slo += served - over
             utilisation = min(1.0, served / dt / fleet_capacity + (1.0 if backlog > 0 else 0.0))
             in_flight = per_instance * (instance.base_latency_s + min(p99, level.max_latency_s)) / 2
-            samples["gpu"].append(95.0 * utilisation)
+            samples["gpu-utilization"].append(95.0 * utilisation)
             samples["cpu"].append(5.0 + 75.0 * utilisation)
-            samples["gpu_memory"].append(GPU_MEMORY_PERCENT)
+            samples["gpu-memory"].append(GPU_MEMORY_PERCENT)
             samples["queue"].append(in_flight + backlog / in_service)
         period_peak_p99 = max(period_peak_p99, p99)
 
@@ -210,11 +220,12 @@ def simulate(
         if (t + dt) % period == 0:
             points = {name: aggregate(values, "Average") for name, values in samples.items()}
             states = {name: alarm.evaluate(points[name]) for name, alarm in out_alarms.items()}
-            normalised: list[float] = []
-            for name, point in points.items():
-                if point is not None:  # each signal scaled so its scale-out mark reads as the CPU's
-                    normalised.append(point * thresholds.cpu_percent / out_alarms[name].threshold)
-            in_state = in_alarm.evaluate(max(normalised) if normalised else None)
+            scaled = [  # each signal scaled so its scale-out mark reads as the reference's (signals.py)
+                normalised(point, out_alarms[name].threshold, thresholds.reference)
+                for name, point in points.items()
+                if point is not None
+            ]
+            in_state = in_alarm.evaluate(max(scaled) if scaled else None)
             # Launched capacity still pending, or within its warm-up after entering service, already
             # counts: repeating the same step adds nothing until it has had its effect.
             pending = any(node.state in (COLD, WARMING) for node in fleet)
@@ -224,8 +235,14 @@ def simulate(
                     desired = min(max_size, desired + max(1, int(desired * timing.scale_out_percent / 100)))
                     result.scaling_actions += 1
                     result.actions.append((t + dt, "scale out", desired))
-            elif in_state == State.ALARM and not warming_up and desired > min_size:
+            elif (
+                in_state == State.ALARM
+                and not warming_up
+                and desired > min_size
+                and t + dt - last_scale_in >= timing.scale_in_cooldown_s
+            ):
                 desired -= 1
+                last_scale_in = t + dt
                 result.scaling_actions += 1
                 result.actions.append((t + dt, "scale in", desired))
             result.timeline.append(
@@ -240,7 +257,7 @@ def simulate(
     per_instance_hour = instance.usd_per_hour + instance.ebs_usd_per_hour
     result.static_peak_instances = max(1, math.ceil(traffic.peak / (capacity * level.static_utilisation)))
     result.static_peak_cost_usd = result.static_peak_instances * per_instance_hour * hours
-    result.min_always_on_cost_usd = max(stack.min_size, 1) * per_instance_hour * hours
+    result.min_always_on_cost_usd = max(stack.fleet.min_size, 1) * per_instance_hour * hours
     return result
 
 

@@ -11,39 +11,40 @@
 
 from __future__ import annotations
 
-from ..config import ScheduledAction, StackConfig
+from ..config import ScheduledAction, StackConfig, with_changes
 
 
 def apply(stack: StackConfig, variant: str) -> StackConfig:
     name, _, argument = variant.partition(":")
+    fleet = stack.fleet
     if name == "default":
         return stack
     if name == "no-warm-pool":
-        return stack.model_copy(update={"warm_pool_min_size": 0, "warm_pool_max_prepared": 0})
+        return with_changes(stack, "fleet", warm_pool_min_size=0, warm_pool_max_prepared=0)
     if name == "warm":
         size = int(argument)
-        return stack.model_copy(update={"warm_pool_min_size": size, "warm_pool_max_prepared": size})
+        return with_changes(stack, "fleet", warm_pool_min_size=size, warm_pool_max_prepared=size)
     if name == "min":
         size = int(argument)
-        return stack.model_copy(
-            update={
-                "min_size": size,
-                "desired_capacity": max(size, stack.desired_capacity),
-                "max_size": max(size, stack.max_size),
-            }
+        return with_changes(
+            stack,
+            "fleet",
+            min_size=size,
+            desired_capacity=max(size, fleet.desired_capacity),
+            max_size=max(size, fleet.max_size),
         )
     if name == "type":
-        return StackConfig.model_validate({**stack.model_dump(), "instance_type": argument})
+        return with_changes(stack, "fleet", instance_type=argument)
     if name == "thresholds":
         high, low = (float(part) for part in argument.split("/"))
-        thresholds = stack.thresholds.model_copy(
-            update={"cpu_percent": high, "gpu_utilization_percent": high, "scale_in_below": low}
-        )
-        return stack.model_copy(update={"thresholds": thresholds})
+        thresholds = stack.scaling.thresholds.model_dump()
+        thresholds.update(cpu_percent=high, gpu_utilization_percent=high, scale_in_below=low)
+        return with_changes(stack, "scaling", thresholds=thresholds)
     if name == "scheduled-prewarm":
         prewarm = [
             ScheduledAction(name="prewarm", cron="45 6 * * MON-FRI", min_size=4),
-            ScheduledAction(name="release", cron="0 20 * * MON-FRI", min_size=stack.min_size),
+            ScheduledAction(name="release", cron="0 20 * * MON-FRI", min_size=fleet.min_size),
         ]
-        return stack.model_copy(update={"scheduled_actions": [*stack.scheduled_actions, *prewarm]})
+        actions = [action.model_dump() for action in [*stack.scaling.scheduled_actions, *prewarm]]
+        return with_changes(stack, "scaling", scheduled_actions=actions)
     raise ValueError(f"unknown variant {variant!r} (see `python -m infra.plan --help`)")

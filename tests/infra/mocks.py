@@ -1,16 +1,27 @@
-"""Run the Pulumi program against Pulumi's own mocks and keep every resource it declares."""
+"""Run the Pulumi program against Pulumi's own mocks and keep every resource it declares.
+
+``run_cli_config`` runs the program as `pulumi up` does: its config comes through Pulumi's config layer
+(``pulumi.runtime.set_all_config``) holding exactly what the CLI passes, and it is read by
+``infra/__main__.py``'s own ``program()``. The monitor also records the resource options the engine
+receives (``ignoreChanges``), which the mock resource arguments do not carry.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 
-from infra.config import StackConfig
+from infra.__main__ import program
+from infra.config import CONFIG_NAMESPACE, StackConfig, stack_file_cli_values
 from infra.stack import build
 
 ACCOUNT = "123456789012"
+MOCK_AMI = "ami-0123456789abcdef0"
 
 
 @dataclass
@@ -18,14 +29,17 @@ class Declared:
     type: str
     name: str
     inputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Mocks(pulumi.runtime.Mocks):
     declared: list[Declared] = field(default_factory=list)
+    ignored: dict[str, list[str]] = field(default_factory=dict)  # resource name -> ignoreChanges
+    warnings: list[str] = field(default_factory=list)  # what the program logged with pulumi.log.warn
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.declared.append(Declared(args.typ, args.name, dict(args.inputs)))
+        self.declared.append(Declared(args.typ, args.name, dict(args.inputs), self.ignored.get(args.name, [])))
         state = dict(args.inputs)
         arn = f"arn:aws:mock:us-east-1:{ACCOUNT}:{args.typ.split(':')[-1].lower()}/{args.name}"
         state.setdefault("arn", arn)
@@ -49,7 +63,7 @@ class Mocks(pulumi.runtime.Mocks):
                 "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
             }, []
         if args.token == "aws:ssm/getParameter:getParameter":
-            return {"name": args.args["name"], "value": "ami-0123456789abcdef0", "type": "String"}, []
+            return {"name": args.args["name"], "value": MOCK_AMI, "type": "String"}, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "test"}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
@@ -63,18 +77,69 @@ class Mocks(pulumi.runtime.Mocks):
         return found[0]
 
 
-def run_program(config: StackConfig) -> tuple[Mocks, dict[str, Any]]:
-    """Build the stack under mocks; returns what it declared and its resolved outputs."""
+class _Warnings(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+class RecordingMonitor(MockMonitor):
+    """Pulumi's mock monitor, also keeping the options each registration carries to the engine."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.recording.ignored[request.name] = list(request.ignoreChanges)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+
+def _run(project: str, stack: str, build_outputs: Any) -> tuple[Mocks, dict[str, Any]]:
     mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, project=config.project, stack=config.stack, preview=False)
+    logger = logging.getLogger(f"{__name__}.{id(mocks)}")
+    logger.propagate = False
+    logger.addHandler(_Warnings(mocks.warnings))
+    pulumi.runtime.set_mocks(
+        mocks, project=project, stack=stack, preview=False, logger=logger, monitor=RecordingMonitor(mocks)
+    )
     resolved: dict[str, Any] = {}
 
     @pulumi.runtime.test
-    def program() -> pulumi.Output[None]:
-        outputs = build(config)
+    def run() -> pulumi.Output[None]:
+        outputs = build_outputs()
         return pulumi.Output.all(*outputs.values()).apply(
             lambda values: resolved.update(zip(outputs, values, strict=True))
         )
 
-    program()
+    run()
     return mocks, resolved
+
+
+def run_program(config: StackConfig) -> tuple[Mocks, dict[str, Any]]:
+    """Build the stack from an already-parsed config; returns what it declared and its resolved outputs."""
+    return _run(config.project, config.stack, lambda: build(config))
+
+
+def run_cli_config(
+    cli_config: dict[str, str], stack: str = "dev", project: str = CONFIG_NAMESPACE
+) -> tuple[Mocks, dict[str, Any]]:
+    """Run ``infra/__main__.py``'s program with ``cli_config`` (full keys, e.g. ``elastic-resnet:minSize``,
+    values as the CLI passes them) in Pulumi's config layer."""
+    pulumi.runtime.set_all_config(cli_config)
+    try:
+        return _run(project, stack, program)
+    finally:
+        pulumi.runtime.set_all_config({})
+
+
+def cli_config_of(stack_file: Path) -> dict[str, str]:
+    """What the CLI passes for a stack file: every key namespaced, values as plain strings or JSON text."""
+    region, values = stack_file_cli_values(stack_file)
+    config = {f"{CONFIG_NAMESPACE}:{key}": value for key, value in values.items()}
+    if region is not None:
+        config["aws:region"] = region
+    return config

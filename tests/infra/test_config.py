@@ -1,55 +1,133 @@
-"""The stack configuration is validated before any resource is declared."""
+"""The stack configuration: read as the Pulumi CLI passes it, validated before any resource is declared."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from infra.config import ConfigError, from_stack_values, parse
+from infra.config import ConfigError, from_cli_values, load_stack_file, parse, stack_file_cli_values
+from service.timeouts import KEEPALIVE_S
 
 REPO = Path(__file__).resolve().parents[2]
 
+# What `pulumi up` hands the program for the shipped Pulumi.dev.yaml (the CLI's PULUMI_CONFIG bag):
+# scalars as their plain text, objects as compact JSON with sorted keys (Go's encoding/json).
+SHIPPED_DEV_CLI_VALUES = {
+    "imageTag": "latest",
+    "fleet": '{"desiredCapacity":1,"instanceType":"g4dn.xlarge","maxSize":10,"minSize":1,"readyTimeoutS":1200,'
+    '"warmPoolMinSize":1}',
+    "loadBalancer": '{"albIdleTimeoutS":60,"deregistrationDelayS":30}',
+    "scaling": '{"scheduledActions":[{"cron":"45 7 * * MON-FRI","minSize":2,"name":"weekday-morning-prewarm",'
+    '"timeZone":"America/New_York"},{"cron":"0 20 * * MON-FRI","minSize":1,"name":"weekday-evening",'
+    '"timeZone":"America/New_York"}],"thresholds":{"cpuPercent":70,"gpuMemoryPercent":60,"gpuUtilizationPercent":70,'
+    '"queueLength":50,"scaleInBelow":30},"timing":{"instanceWarmupS":180,"scaleInDatapoints":15,'
+    '"scaleInEvaluationPeriods":15,"scaleOutDatapoints":2,"scaleOutEvaluationPeriods":3,"scaleOutPercent":50}}',
+}
+
+
+def cli(values: dict[str, str], region: str = "us-east-1"):  # type: ignore[no-untyped-def]
+    return from_cli_values(values, "elastic-resnet", "dev", region)
+
+
+def test_the_shipped_stack_file_is_encoded_as_the_cli_passes_it() -> None:
+    assert stack_file_cli_values(REPO / "Pulumi.dev.yaml") == ("us-east-1", SHIPPED_DEV_CLI_VALUES)
+
+
+def test_the_shipped_stack_file_states_the_defaults() -> None:
+    """Pulumi.dev.yaml says every key it lists shows its default: the region-only stack reads the same,
+    except for the scheduled actions it adds."""
+    shipped = cli(SHIPPED_DEV_CLI_VALUES)
+    defaults = cli({})
+    assert [action.name for action in shipped.scaling.scheduled_actions] == [
+        "weekday-morning-prewarm",
+        "weekday-evening",
+    ]
+    assert shipped.scaling.scheduled_actions[0].time_zone == "America/New_York"
+    assert shipped.scaling.scheduled_actions[0].min_size == 2
+    assert shipped.model_copy(update={"scaling": defaults.scaling}) == defaults
+
 
 def test_region_alone_is_a_complete_configuration() -> None:
-    config = parse({"region": "eu-west-1"})
-    assert (config.instance_type, config.min_size, config.max_size, config.desired_capacity) == (
-        "g4dn.xlarge",
-        1,
-        10,
-        1,
-    )
-    assert config.warm_pool_min_size == 1
-    assert (config.thresholds.cpu_percent, config.thresholds.gpu_memory_percent) == (70, 60)
-    assert config.thresholds.queue_length == 50 and config.thresholds.scale_in_below == 30
+    config = cli({}, region="eu-west-1")
+    fleet = config.fleet
+    assert (fleet.instance_type, fleet.min_size, fleet.max_size, fleet.desired_capacity) == ("g4dn.xlarge", 1, 10, 1)
+    assert (fleet.warm_pool_min_size, fleet.warm_pool_max_prepared, fleet.ready_timeout_s) == (1, None, 1200)
+    thresholds = config.scaling.thresholds
+    assert (thresholds.cpu_percent, thresholds.gpu_utilization_percent, thresholds.gpu_memory_percent) == (70, 70, 60)
+    assert (thresholds.queue_length, thresholds.scale_in_below) == (50, 30)
+    assert (config.load_balancer.alb_idle_timeout_s, config.load_balancer.deregistration_delay_s) == (60, 30)
+    assert config.launch_instances is True and config.image_tag == "latest"
 
 
-def test_the_example_stack_file_is_valid() -> None:
-    stack_file = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
-    values = {key.split(":", 1)[1]: value for key, value in stack_file.items() if key.startswith("elastic-resnet:")}
-    config = from_stack_values(values, "elastic-resnet", "dev", stack_file["aws:region"])
-    assert config.scheduled_actions[0].name == "weekday-morning-prewarm"
-    assert config.scheduled_actions[0].time_zone == "America/New_York"
-    assert config.thresholds.gpu_utilization_percent == 70
+def test_scalars_arrive_as_plain_strings() -> None:
+    """`pulumi config set elastic-resnet:launchInstances false` and `... imageTag 2` reach the program as
+    the strings "false" and "2"."""
+    config = cli({"launchInstances": "false", "imageTag": "2", "alarmEmail": "oncall@example.com"})
+    assert config.launch_instances is False
+    assert config.image_tag == "2"
+    assert config.fleet_sizes == (0, 0, 0, 0)
+
+
+def test_sections_arrive_as_json_text_and_numbers_may_be_strings() -> None:
+    # `pulumi config set --path elastic-resnet:fleet.minSize 2` may store the number as a string.
+    config = cli({"fleet": json.dumps({"minSize": "2", "desiredCapacity": 2, "instanceType": "g5.xlarge"})})
+    assert (config.fleet.min_size, config.fleet.desired_capacity, config.fleet.instance_type) == (2, 2, "g5.xlarge")
+
+
+def test_a_section_given_as_plain_text_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="elastic-resnet:fleet: expected an object"):
+        cli({"fleet": "g4dn.xlarge"})
+
+
+def test_tag_keys_are_kept_as_written() -> None:
+    config = cli({"tags": '{"CostCenter":"1234","team-name":"vision","Owner":"ml"}'})
+    assert config.tags == {"CostCenter": "1234", "team-name": "vision", "Owner": "ml"}
+
+
+def test_service_env_keys_are_kept_as_written() -> None:
+    config = cli({"fleet": '{"serviceEnv":{"RESNET18_MAX_BATCH_SIZE":"64"}}'})
+    assert config.fleet.service_env == {"RESNET18_MAX_BATCH_SIZE": "64"}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"instanceTyp": "g5.xlarge"}, "instanceTyp"),  # a top-level typo
+        ({"fleet": '{"minSzie":2}'}, "fleet.minSzie"),  # a typo inside a section
+        ({"scaling": '{"thresholds":{"cpuPercnt":80}}'}, "scaling.thresholds.cpuPercnt"),
+        ({"scaling": '{"timing":{"periodS":30}}'}, "scaling.timing.periodS"),  # fixed at 60 s: signals.PERIOD_S
+    ],
+)
+def test_misspelled_keys_are_refused(values: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match="Extra inputs are not permitted") as info:
+        cli(values)
+    assert named in str(info.value)
+
+
+def test_reserved_keys_are_refused() -> None:
+    with pytest.raises(ConfigError, match="elastic-resnet:region cannot be set"):
+        cli({"region": "eu-west-1"})
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"instance_type": "m5.large"}, "not a supported GPU instance type"),
-        ({"instance_type": "p3.2xlarge"}, "not supported by CUDA 13"),
-        ({"instance_type": "g4ad.xlarge"}, "AMD GPU"),
-        ({"thresholds": {"scale_in_below": 75}}, "scale_in_below"),
-        ({"thresholds": {"cpu_percent": 150}}, "thresholds.cpu_percent"),
-        ({"thresholds": {"queue_length": 0}}, "thresholds.queue_length"),
-        ({"min_size": 3, "desired_capacity": 2}, "min_size <= desired_capacity <= max_size"),
-        ({"timing": {"scale_out_datapoints": 5}}, "scale_out_datapoints"),
-        ({"scheduled_actions": [{"name": "x", "cron": "daily"}]}, "5 fields"),
-        ({"vpc_id": "vpc-1"}, "vpc_id, public_subnet_ids and private_subnet_ids together"),
-        ({"service_env": {"PATH": "/tmp"}}, "only RESNET18_* settings"),
-        ({"alarm_email": "not-an-address"}, "alarm_email"),
-        ({"unknown_key": 1}, "unknown_key"),
+        ({"fleet": {"instanceType": "m5.large"}}, "not a supported GPU instance type"),
+        ({"fleet": {"instanceType": "p3.2xlarge"}}, "not supported by CUDA 13"),
+        ({"fleet": {"instanceType": "g4ad.xlarge"}}, "AMD GPU"),
+        ({"fleet": {"minSize": 3, "desiredCapacity": 2}}, "minSize <= desiredCapacity <= maxSize"),
+        ({"fleet": {"serviceEnv": {"PATH": "/tmp"}}}, "only RESNET18_* settings"),
+        ({"fleet": {"readyTimeoutS": 60}}, "fleet.readyTimeoutS"),
+        ({"scaling": {"thresholds": {"scaleInBelow": 75}}}, "scaleInBelow"),
+        ({"scaling": {"thresholds": {"cpuPercent": 150}}}, "scaling.thresholds.cpuPercent"),
+        ({"scaling": {"thresholds": {"queueLength": 0}}}, "scaling.thresholds.queueLength"),
+        ({"scaling": {"timing": {"scaleOutDatapoints": 5}}}, "scaleOutDatapoints"),
+        ({"scaling": {"scheduledActions": [{"name": "x", "cron": "daily"}]}}, "5 fields"),
+        ({"scaling": {"scheduledActions": [{"name": "x", "cron": "61 * * * *"}]}}, "5 fields"),
+        ({"network": {"vpcId": "vpc-1"}}, "vpcId, publicSubnetIds and privateSubnetIds together"),
+        ({"alarmEmail": "not-an-address"}, "alarmEmail"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(values: dict[str, object], message: str) -> None:
@@ -58,13 +136,28 @@ def test_bad_values_are_refused_with_the_key_named(values: dict[str, object], me
     assert message in str(info.value)
 
 
-def test_stack_file_keys_are_camel_case() -> None:
-    config = from_stack_values(
-        {"instanceType": "g5.xlarge", "warmPoolMinSize": 2, "thresholds": {"gpuMemoryPercent": 80},
-         "serviceEnv": {"RESNET18_MAX_BATCH_SIZE": "64"}},
-        "elastic-resnet", "prod", "us-west-2",
-    )  # fmt: skip
-    assert config.instance_type == "g5.xlarge" and config.warm_pool_min_size == 2
-    assert config.thresholds.gpu_memory_percent == 80
-    assert config.service_env == {"RESNET18_MAX_BATCH_SIZE": "64"}
-    assert config.asg_name == "elastic-resnet-prod-gpu"
+def test_alb_idle_timeout_must_stay_below_the_service_keep_alive() -> None:
+    """The ALB must close idle connections before the service does, or it reuses one the service has
+    just closed and answers 502: the pair is checked against service/timeouts.py's KEEPALIVE_S."""
+    below = cli({"loadBalancer": json.dumps({"albIdleTimeoutS": KEEPALIVE_S - 1})})
+    assert below.load_balancer.alb_idle_timeout_s == KEEPALIVE_S - 1
+    assert cli({}).load_balancer.alb_idle_timeout_s < KEEPALIVE_S  # the default pair
+    for too_long in (KEEPALIVE_S, KEEPALIVE_S + 1, 4000):
+        with pytest.raises(ConfigError, match=f"must be below the service's keep-alive \\({KEEPALIVE_S} s"):
+            cli({"loadBalancer": json.dumps({"albIdleTimeoutS": too_long})})
+
+
+def test_a_stack_file_is_read_the_way_pulumi_up_reads_it(tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(
+        "config:\n  aws:region: us-west-2\n  elastic-resnet:launchInstances: false\n"
+        "  elastic-resnet:tags:\n    CostCenter: 1234\n"
+        "  elastic-resnet:fleet:\n    instanceType: g5.xlarge\n    warmPoolMinSize: 2\n"
+    )
+    region, values = stack_file_cli_values(stack_file)
+    assert region == "us-west-2"
+    assert values["launchInstances"] == "false" and values["tags"] == '{"CostCenter":1234}'
+    config = load_stack_file(stack_file)
+    assert (config.stack, config.region, config.asg_name) == ("prod", "us-west-2", "elastic-resnet-prod-gpu")
+    assert config.fleet.instance_type == "g5.xlarge" and config.fleet.warm_pool_min_size == 2
+    assert config.tags == {"CostCenter": "1234"}

@@ -1,24 +1,27 @@
 """The capacity planner: CloudWatch semantics case by case, conservation, the step response, the seed
-design's cost claim, and the recommendation matching the stack's defaults."""
+design's cost claim, the recommendation matching the stack's defaults, and the plan agreeing with
+the stack that `pulumi up` would build from the same stack file."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from infra.config import StackConfig, parse
+from infra.config import parse, with_changes
+from infra.plan.__main__ import load_stack
 from infra.plan.__main__ import main as plan_main
 from infra.plan.capacity import instance_model
 from infra.plan.cloudwatch import Alarm, State, aggregate
-from infra.plan.cron import Cron
 from infra.plan.recommend import recommend
-from infra.plan.simulator import Result, simulate
+from infra.plan.simulator import START, Result, alarms_for, simulate
 from infra.plan.traffic import PROFILES, Traffic, diurnal_week, from_csv
 from infra.plan.variants import apply
+from infra.signals import PERIOD_S, SIGNALS, scale_in_factor
+from tests.infra.mocks import cli_config_of, run_cli_config
 
 DEFAULTS = parse({"region": "us-east-1"})
 T4 = instance_model("g4dn.xlarge")
@@ -62,11 +65,21 @@ def test_period_aggregation() -> None:
     assert aggregate([], "Average") is None  # a period without samples is a missing datapoint
 
 
-def test_cron_matches_like_scheduled_actions() -> None:
-    weekday_morning = Cron("45 7 * * MON-FRI")
-    assert weekday_morning.matches(datetime(2026, 11, 30, 7, 45))  # Monday
-    assert not weekday_morning.matches(datetime(2026, 12, 5, 7, 45))  # Saturday
-    assert Cron("0 */6 * * *").matches(datetime(2026, 12, 1, 18, 0))
+def test_scheduled_actions_fire_at_their_cron_minute_in_their_time_zone() -> None:
+    """croniter reads Auto Scaling's Unix cron; 07:45 New York on a weekday is 12:45 UTC in winter."""
+    stack = with_changes(
+        DEFAULTS,
+        "scaling",
+        scheduled_actions=[
+            {"name": "prewarm", "cron": "45 7 * * MON-FRI", "time_zone": "America/New_York", "min_size": 3}
+        ],
+    )
+    day = 86_400
+    result = simulate(Traffic("quiet", 10.0, [1.0] * int(7 * day / 10)), stack, T4)
+    fired = [t for t, what, _ in result.actions if what == "schedule prewarm"]
+    assert [START.timestamp() + t for t in fired] == [
+        START.timestamp() + d * day + 12 * 3600 + 45 * 60 for d in range(5)
+    ]
 
 
 # --- the simulation ----------------------------------------------------------------------------------
@@ -95,13 +108,13 @@ def test_surge_reaches_capacity_after_the_start_time(variant: str, start_s: floa
     result = simulate(surge(100, 200), stack, T4)
     scale_out = next(t for t, what, _ in result.actions if what == "scale out")
     full = next(s.t for s in result.timeline if s.t >= scale_out and s.in_service >= 2)
-    assert abs((full - scale_out) - start_s) <= stack.timing.period_s
+    assert abs((full - scale_out) - start_s) <= PERIOD_S
     assert_conserved(result)
 
 
 def test_scale_to_zero_never_recovers_with_metric_alarms() -> None:
     """With no instance in service there are no metrics, and missing data never scales out."""
-    scale_to_zero = DEFAULTS.model_copy(update={"min_size": 0, "desired_capacity": 0})
+    scale_to_zero = with_changes(DEFAULTS, "fleet", min_size=0, desired_capacity=0)
     result = simulate(surge(0, 50, at_s=600, total_s=3600), scale_to_zero, T4)
     assert result.shed == pytest.approx(result.offered)
 
@@ -119,12 +132,12 @@ def test_stack_defaults_are_the_recommendation_for_the_default_traffic() -> None
     best, candidates = recommend(diurnal_week(), DEFAULTS)
     assert best is not None and len(candidates) == 36
     assert (best.instance_type, best.min_size, best.warm_pool) == (
-        DEFAULTS.instance_type,
-        DEFAULTS.min_size,
-        DEFAULTS.warm_pool_min_size,
+        DEFAULTS.fleet.instance_type,
+        DEFAULTS.fleet.min_size,
+        DEFAULTS.fleet.warm_pool_min_size,
     )
-    assert DEFAULTS.warm_pool_max_prepared is None  # the pool holds exactly warm_pool_min_size instances
-    assert DEFAULTS.max_size >= best.max_size
+    assert DEFAULTS.fleet.warm_pool_max_prepared is None  # the pool holds exactly warm_pool_min_size instances
+    assert DEFAULTS.fleet.max_size >= best.max_size
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -150,12 +163,57 @@ def test_command_writes_plan_json_and_png(tmp_path: Path, capsys: pytest.Capture
 def test_command_reads_the_stack_file(tmp_path: Path) -> None:
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(
-        "config:\n  aws:region: eu-west-1\n  elastic-resnet:minSize: 2\n  elastic-resnet:desiredCapacity: 2\n"
+        "config:\n  aws:region: eu-west-1\n  elastic-resnet:fleet: {minSize: 2, desiredCapacity: 2}\n"
     )
     out = tmp_path / "plan"
     assert plan_main(["--profile", "flat", "--stack-file", str(stack_file), "--out", str(out)]) == 0
     assert json.loads((out / "plan.json").read_text())["min_always_on_cost_usd"] > 0
 
 
-def test_stack_config_is_the_pulumi_programs_model() -> None:
-    assert isinstance(DEFAULTS, StackConfig)  # one typed model for `pulumi up` and the planner
+def test_quiet_hours_release_one_instance_per_quiet_window() -> None:
+    """5. The scale-in alarm stays in ALARM while it is quiet; AWS would act on it every minute, the
+    stack's simple policy waits out its cooldown (one 15-minute window) between removals."""
+    busy = with_changes(DEFAULTS, "fleet", desired_capacity=6)
+    result = simulate(Traffic("quiet", 10.0, [1.0] * 360 * 3), busy, T4)
+    removals = [t for t, what, _ in result.actions if what == "scale in"]
+    assert len(removals) == 5  # down to minSize 1
+    assert all(later - earlier == 15 * 60 for earlier, later in itertools.pairwise(removals))
+
+
+def test_the_plan_and_the_stack_read_the_same_stack_file_alike(tmp_path: Path) -> None:
+    """The same edited stack file, read by the planner and run through the Pulumi program: the same
+    alarms (threshold, operator, N of M, missing data), the same scale-in normalisation and cooldown."""
+    stack_file = tmp_path / "Pulumi.edited.yaml"
+    stack_file.write_text(
+        "config:\n"
+        "  aws:region: eu-west-1\n"
+        "  elastic-resnet:scaling:\n"
+        "    thresholds: {cpuPercent: 80, gpuUtilizationPercent: 65, gpuMemoryPercent: 90, queueLength: 24,"
+        " scaleInBelow: 25}\n"
+        "    timing: {scaleOutEvaluationPeriods: 4, scaleOutDatapoints: 3, scaleInEvaluationPeriods: 10,"
+        " scaleInDatapoints: 9}\n"
+    )
+    plan = load_stack(stack_file)
+    out_alarms, in_alarm = alarms_for(plan)
+    mocks, _ = run_cli_config(cli_config_of(stack_file), stack="edited")
+    deployed = {alarm.inputs["name"]: alarm.inputs for alarm in mocks.of_type("metricAlarm:MetricAlarm")}
+    assert len(deployed) == len(out_alarms) + 1
+    for key, planned in out_alarms.items():
+        alarm = deployed[f"elastic-resnet-edited-{key}-high"]
+        assert (alarm["threshold"], alarm["comparisonOperator"], alarm["treatMissingData"]) == (
+            planned.threshold, planned.comparison, planned.treat_missing_data
+        )  # fmt: skip
+        assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (
+            planned.evaluation_periods, planned.datapoints_to_alarm
+        )  # fmt: skip
+    low = deployed["elastic-resnet-edited-all-signals-low"]
+    assert (low["threshold"], low["comparisonOperator"], low["evaluationPeriods"], low["datapointsToAlarm"]) == (
+        in_alarm.threshold, in_alarm.comparison, in_alarm.evaluation_periods, in_alarm.datapoints_to_alarm
+    )  # fmt: skip
+    queries = {query["id"]: query["expression"] for query in low["metricQueries"] if "expression" in query}
+    for index, signal in enumerate(SIGNALS):
+        factor = scale_in_factor(out_alarms[signal.key].threshold, plan.scaling.thresholds.reference)
+        if factor != 1.0:
+            assert queries[f"s{index}_value"].endswith(f") * {factor:.6g}"), signal.key
+    scale_in = next(p for p in mocks.of_type("autoscaling/policy:Policy") if p.name == "scaling-in")
+    assert scale_in.inputs["cooldown"] == plan.scaling.timing.scale_in_cooldown_s == 600

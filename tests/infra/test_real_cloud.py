@@ -9,6 +9,7 @@ image already pushed (docs/deploy.md):
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -56,8 +57,10 @@ def test_up_classify_destroy() -> None:
     )
     try:
         stack.set_config("aws:region", auto.ConfigValue(region))
-        stack.set_config("elastic-resnet:imageUri", auto.ConfigValue(os.environ["ELASTIC_RESNET_IMAGE"]))
-        stack.set_config("elastic-resnet:warmPoolMinSize", auto.ConfigValue("0"))
+        fleet = {"imageUri": os.environ["ELASTIC_RESNET_IMAGE"], "warmPoolMinSize": 0}
+        if os.environ.get("ELASTIC_RESNET_AMI"):
+            fleet["amiId"] = os.environ["ELASTIC_RESNET_AMI"]
+        stack.set_config("elastic-resnet:fleet", auto.ConfigValue(json.dumps(fleet)))
         result = stack.up(on_output=print)
         url = result.outputs["endpoint_url"].value
         deadline = time.monotonic() + 30 * 60

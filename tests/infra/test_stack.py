@@ -1,20 +1,28 @@
-"""The Pulumi program under Pulumi's mocks: what `pulumi up` would create, property by property."""
+"""The Pulumi program under Pulumi's mocks: what `pulumi up` would create, property by property.
+
+Every stack here is run as `pulumi up` runs it: ``infra/__main__.py``'s program, its config in Pulumi's
+config layer exactly as the CLI passes it (plain strings for scalars, JSON text for sections)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.config import parse
-from tests.infra.mocks import Declared, Mocks, run_program
+from infra.signals import AGENT_NAMESPACE, SCRAPES_PER_PERIOD
+from tests.infra.mocks import MOCK_AMI, Declared, Mocks, cli_config_of, run_cli_config
+
+REPO = Path(__file__).resolve().parents[2]
+REGION_ONLY = {"aws:region": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def default_stack() -> tuple[Mocks, dict[str, Any]]:
-    return run_program(parse({"region": "us-east-1"}))
+    return run_cli_config(REGION_ONLY)
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +38,86 @@ def policies(mocks: Mocks) -> dict[str, Declared]:
     return {policy.name: policy for policy in mocks.of_type("autoscaling/policy:Policy")}
 
 
+def user_data(mocks: Mocks) -> str:
+    return base64.b64decode(mocks.one("launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+
+
+# --- 1. the stack files, through Pulumi's config layer ---------------------------------------------------
+
+
+def test_the_shipped_stack_file_deploys() -> None:
+    mocks, outputs = run_cli_config(cli_config_of(REPO / "Pulumi.dev.yaml"))
+    schedules = {s.inputs["scheduledActionName"]: s.inputs for s in mocks.of_type("autoscaling/schedule:Schedule")}
+    assert schedules["weekday-morning-prewarm"]["recurrence"] == "45 7 * * MON-FRI"
+    assert schedules["weekday-morning-prewarm"]["timeZone"] == "America/New_York"
+    assert schedules["weekday-morning-prewarm"]["minSize"] == 2
+    assert outputs["image_uri"].endswith("/elastic-resnet-dev:latest")
+    assert len(mocks.of_type("metricAlarm:MetricAlarm")) == 5
+
+
+def test_a_region_only_stack_deploys_the_defaults(default_stack: tuple[Mocks, dict[str, Any]]) -> None:
+    mocks, outputs = default_stack
+    group = mocks.one("autoscaling/group:Group").inputs
+    assert (group["minSize"], group["desiredCapacity"], group["maxSize"]) == (1, 1, 10)
+    assert not mocks.of_type("autoscaling/schedule:Schedule")
+    assert outputs["image_uri"].endswith("/elastic-resnet-dev:latest")
+
+
+def test_first_deploy_holds_instances_back_with_a_plain_boolean() -> None:
+    """`pulumi config set elastic-resnet:launchInstances false` reaches the program as "false"."""
+    mocks, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:launchInstances": "false"})
+    group = mocks.one("autoscaling/group:Group").inputs
+    assert (group["minSize"], group["desiredCapacity"], group["maxSize"]) == (0, 0, 10)
+    assert group["warmPool"]["minSize"] == 0 and group["warmPool"]["maxGroupPreparedCapacity"] == 0
+
+
+def test_a_second_image_tag_rolls_out() -> None:
+    """`pulumi config set elastic-resnet:imageTag v2`: a plain string, which Config.get_object refused."""
+    mocks, outputs = run_cli_config({**REGION_ONLY, "elastic-resnet:imageTag": "v2"})
+    assert outputs["image_uri"].endswith("/elastic-resnet-dev:v2")
+    assert 'IMAGE="123456789012.dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev:v2"' in user_data(mocks)
+
+
+def test_an_edited_stack_with_numbers_strings_and_sections(tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(
+        "config:\n"
+        "  aws:region: us-east-1\n"
+        "  elastic-resnet:tags: {CostCenter: 1234}\n"
+        "  elastic-resnet:fleet: {instanceType: g5.xlarge, minSize: 2, desiredCapacity: 2, maxSize: 6,\n"
+        "                         amiId: ami-0fedcba9876543210, serviceEnv: {RESNET18_MAX_BATCH_SIZE: '64'}}\n"
+        "  elastic-resnet:scaling:\n"
+        "    thresholds: {cpuPercent: 80, gpuMemoryPercent: 90, scaleInBelow: 20}\n"
+        "    timing: {scaleInEvaluationPeriods: 20, scaleInDatapoints: 18}\n"
+    )
+    mocks, outputs = run_cli_config(cli_config_of(stack_file), stack="prod")
+    group = mocks.one("autoscaling/group:Group").inputs
+    assert (group["minSize"], group["desiredCapacity"], group["maxSize"]) == (2, 2, 6)
+    assert {tag["key"]: tag["value"] for tag in group["tags"]}["CostCenter"] == "1234"  # key as written
+    template = mocks.one("launchTemplate:LaunchTemplate").inputs
+    assert (template["instanceType"], template["imageId"]) == ("g5.xlarge", "ami-0fedcba9876543210")
+    assert "--env RESNET18_MAX_BATCH_SIZE=64 \\" in user_data(mocks)
+    alarms = alarms_by_name(mocks)
+    assert alarms["elastic-resnet-prod-cpu-high"].inputs["threshold"] == 80
+    assert alarms["elastic-resnet-prod-gpu-memory-high"].inputs["threshold"] == 90
+    low = alarms["elastic-resnet-prod-all-signals-low"].inputs
+    assert (low["threshold"], low["evaluationPeriods"], low["datapointsToAlarm"]) == (20, 20, 18)
+    assert policies(mocks)["scaling-in"].inputs["cooldown"] == 20 * 60
+    assert outputs["asg_name"] == "elastic-resnet-prod-gpu"
+
+
+def test_a_misspelled_key_stops_the_program() -> None:
+    with pytest.raises(Exception, match="instanceTyp"):
+        run_cli_config({**REGION_ONLY, "elastic-resnet:instanceTyp": "g5.xlarge"})
+
+
 # --- alarms and scaling policies ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("alarm", "threshold", "metric"),
     [
-        ("cpu-high", 70, "CPUUtilization"),
+        ("cpu-high", 70, "cpu_usage_active"),
         ("gpu-utilization-high", 70, "nvidia_smi_utilization_gpu"),
         ("gpu-memory-high", 60, "nvidia_smi_memory_used"),
         ("queue-high", 50, "bentoml_service_request_in_progress"),
@@ -53,9 +134,29 @@ def test_each_signal_scales_out_past_its_threshold(mocks: Mocks, alarm: str, thr
     for query in declared.inputs["metricQueries"]:
         if "metric" in query:
             assert query["metric"]["dimensions"] == {"AutoScalingGroupName": "elastic-resnet-dev-gpu"}
+            assert query["metric"]["period"] == 60
     assert sum(1 for q in declared.inputs["metricQueries"] if q.get("returnData")) == 1
     scale_out = policies(mocks)["scaling-out"]
     assert declared.inputs["alarmActions"][0] == f"arn:aws:mock:us-east-1:123456789012:policy/{scale_out.name}"
+
+
+def test_no_signal_counts_warm_pool_instances(mocks: Mocks) -> None:
+    """7. AWS/EC2's per-group CPUUtilization includes warm-pool instances warming up; every signal comes
+    from the agent, which user data starts only once the instance is InService (test_user_data)."""
+    for alarm in mocks.of_type("metricAlarm:MetricAlarm"):
+        for query in alarm.inputs["metricQueries"]:
+            if "metric" in query:
+                assert query["metric"]["namespace"] != "AWS/EC2", alarm.inputs["name"]
+    cpu = alarms_by_name(mocks)["elastic-resnet-dev-cpu-high"].inputs["metricQueries"][0]["metric"]
+    assert (cpu["namespace"], cpu["metricName"]) == (AGENT_NAMESPACE, "cpu_usage_active")
+
+
+def test_queue_signal_is_a_per_instance_average_of_each_request_once(mocks: Mocks) -> None:
+    """9. The period's Sum of in-flight samples over (scrapes per period x instances in service)."""
+    queries = {q["id"]: q for q in alarms_by_name(mocks)["elastic-resnet-dev-queue-high"].inputs["metricQueries"]}
+    assert queries["inflight"]["metric"]["stat"] == "Sum"
+    assert SCRAPES_PER_PERIOD == 4
+    assert queries["value"]["expression"] == "IF(instances > 0, inflight / (4 * instances), 0)"
 
 
 def test_scale_in_is_one_metric_math_alarm_on_the_busiest_signal(mocks: Mocks) -> None:
@@ -70,31 +171,23 @@ def test_scale_in_is_one_metric_math_alarm_on_the_busiest_signal(mocks: Mocks) -
     # Each signal normalised to the CPU's scale: GPU memory's 60 reads 70, the queue's 50 reads 70.
     assert queries["s0_value"]["expression"] == "s0_cpu"
     assert queries["s2_value"]["expression"] == "(100 * s2_used / s2_total) * 1.16667"
-    assert queries["s3_value"]["expression"] == "(IF(s3_instances > 0, s3_inflight / s3_instances, 0)) * 1.4"
+    assert queries["s3_value"]["expression"] == "(IF(s3_instances > 0, s3_inflight / (4 * s3_instances), 0)) * 1.4"
     assert declared.inputs["alarmActions"] == [
         f"arn:aws:mock:us-east-1:123456789012:policy/{policies(mocks)['scaling-in'].name}"
     ]
 
 
-def test_step_policies(mocks: Mocks) -> None:
+def test_scale_out_steps_and_scale_in_waits_a_quiet_window(mocks: Mocks) -> None:
+    """5. The alarm re-invokes its action every minute in ALARM; step scaling has no cooldown, so
+    scale-in is a simple policy whose cooldown is one quiet window (15 x 60 s)."""
     out, in_ = policies(mocks)["scaling-out"].inputs, policies(mocks)["scaling-in"].inputs
-    assert out["policyType"] == in_["policyType"] == "StepScaling"
+    assert out["policyType"] == "StepScaling"
     assert out["adjustmentType"] == "PercentChangeInCapacity" and out["minAdjustmentMagnitude"] == 1
     assert out["stepAdjustments"] == [{"metricIntervalLowerBound": "0", "scalingAdjustment": 50}]
     assert out["estimatedInstanceWarmup"] == 180
-    assert in_["stepAdjustments"] == [{"metricIntervalUpperBound": "0", "scalingAdjustment": -1}]
-
-
-def test_thresholds_come_from_config() -> None:
-    mocks, _ = run_program(
-        parse(
-            {"region": "us-east-1", "thresholds": {"cpu_percent": 80, "gpu_memory_percent": 90, "scale_in_below": 20}}
-        )
-    )
-    alarms = alarms_by_name(mocks)
-    assert alarms["elastic-resnet-dev-cpu-high"].inputs["threshold"] == 80
-    assert alarms["elastic-resnet-dev-gpu-memory-high"].inputs["threshold"] == 90
-    assert alarms["elastic-resnet-dev-all-signals-low"].inputs["threshold"] == 20
+    assert in_["policyType"] == "SimpleScaling"
+    assert (in_["adjustmentType"], in_["scalingAdjustment"], in_["cooldown"]) == ("ChangeInCapacity", -1, 900)
+    assert "stepAdjustments" not in in_
 
 
 # --- the fleet ------------------------------------------------------------------------------------------
@@ -105,47 +198,94 @@ def test_group_sizes_health_checks_and_rolling_refresh(mocks: Mocks) -> None:
     assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (1, 10, 1)
     assert group["healthCheckType"] == "ELB" and group["healthCheckGracePeriod"] == 300
     assert group["defaultInstanceWarmup"] == 180
-    assert group["instanceRefresh"]["strategy"] == "Rolling"
-    assert group["instanceRefresh"]["preferences"]["minHealthyPercentage"] == 100
+    refresh = group["instanceRefresh"]
+    assert refresh["strategy"] == "Rolling"
+    assert (refresh["preferences"]["minHealthyPercentage"], refresh["preferences"]["maxHealthyPercentage"]) == (
+        100,
+        200,
+    )
     assert "mixedInstancesPolicy" not in group  # AWS refuses a warm pool with mixed instances or Spot
     assert group["vpcZoneIdentifiers"] == ["network-private-0-id", "network-private-1-id"]
 
 
-def test_warm_pool_and_lifecycle_hooks(mocks: Mocks) -> None:
+def test_pulumi_up_waits_longer_than_a_cold_instance_may_take(mocks: Mocks) -> None:
+    """2. The provider's default wait (10m) is about one cold start; the wait covers the hook's timeout
+    (readyTimeoutS 1200 + 120) and a replacement's boot: 27 minutes."""
+    group = mocks.one("autoscaling/group:Group").inputs
+    assert group["waitForCapacityTimeout"] == "27m"
+    launch = next(
+        h for h in mocks.of_type("autoscaling/lifecycleHook:LifecycleHook") if h.inputs["name"] == "wait-for-ready"
+    )
+    assert int(group["waitForCapacityTimeout"].removesuffix("m")) * 60 > launch.inputs["heartbeatTimeout"]
+
+
+def test_autoscaling_owns_the_desired_capacity(mocks: Mocks) -> None:
+    """10. A re-run or `pulumi up --refresh` must not reset a scaled-out group's desired capacity."""
+    group = mocks.one("autoscaling/group:Group")
+    assert "desiredCapacity" in group.ignore_changes
+
+
+def test_refresh_does_not_auto_roll_back_to_the_new_version(mocks: Mocks) -> None:
+    """11. The provider updates the group's template before it starts the refresh, so AWS's rollback
+    would return to the same new version (terraform-provider-aws #34189)."""
+    preferences = mocks.one("autoscaling/group:Group").inputs["instanceRefresh"]["preferences"]
+    assert preferences["autoRollback"] is False
+    assert preferences["skipMatching"] is True
+
+
+def test_warm_pool(mocks: Mocks) -> None:
     group = mocks.one("autoscaling/group:Group").inputs
     assert group["warmPool"]["poolState"] == "Stopped"
-    assert group["warmPool"]["minSize"] == 1
+    assert (group["warmPool"]["minSize"], group["warmPool"]["maxGroupPreparedCapacity"]) == (1, 1)
     assert group["warmPool"]["instanceReusePolicy"] == {"reuseOnScaleIn": True}
-    hooks = {hook["lifecycleTransition"]: hook for hook in group["initialLifecycleHooks"]}
-    launching = hooks["autoscaling:EC2_INSTANCE_LAUNCHING"]
-    assert launching["name"] == "wait-for-ready" and launching["defaultResult"] == "ABANDON"
-    assert launching["heartbeatTimeout"] >= 600  # covers image pull + model load
-    assert "autoscaling:EC2_INSTANCE_TERMINATING" in hooks
+
+
+def test_lifecycle_hooks_are_resources_that_can_change(mocks: Mocks) -> None:
+    """6. Initial hooks apply only when the group is created: the hooks are their own resources (the
+    initial ones cover the group's first instances, and later edits of them are ignored)."""
+    hooks = {h.inputs["name"]: h.inputs for h in mocks.of_type("autoscaling/lifecycleHook:LifecycleHook")}
+    assert hooks["wait-for-ready"] == {
+        "name": "wait-for-ready",
+        "autoscalingGroupName": "elastic-resnet-dev-gpu",
+        "lifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        "heartbeatTimeout": 1320,
+        "defaultResult": "ABANDON",
+    }
+    assert hooks["drain"]["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert (hooks["drain"]["heartbeatTimeout"], hooks["drain"]["defaultResult"]) == (60, "CONTINUE")
+    group = mocks.one("autoscaling/group:Group")
+    assert "initialLifecycleHooks" in group.ignore_changes
+    initial = {hook["name"]: hook for hook in group.inputs["initialLifecycleHooks"]}
+    assert initial["wait-for-ready"]["heartbeatTimeout"] == 1320
+
+
+def test_an_edited_ready_timeout_reaches_the_hook_resource() -> None:
+    mocks, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:fleet": '{"readyTimeoutS":1800}'})
+    hooks = {h.inputs["name"]: h.inputs for h in mocks.of_type("autoscaling/lifecycleHook:LifecycleHook")}
+    assert hooks["wait-for-ready"]["heartbeatTimeout"] == 1920
+    assert "deadline=$((SECONDS + 1800 - uptime_s))" in user_data(mocks)
 
 
 def test_launch_template_is_locked_down(mocks: Mocks) -> None:
     template = mocks.one("launchTemplate:LaunchTemplate").inputs
-    assert template["imageId"] == "ami-0123456789abcdef0"  # from the DLAMI's SSM parameter
+    assert template["imageId"] == MOCK_AMI  # from the DLAMI's SSM parameter
     assert template["instanceType"] == "g4dn.xlarge"
     assert template["metadataOptions"]["httpTokens"] == "required"
     assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert "keyName" not in template
     (disk,) = template["blockDeviceMappings"]
     assert disk["ebs"]["encrypted"] == "true" and disk["ebs"]["volumeType"] == "gp3"
-    script = base64.b64decode(template["userData"]).decode()
+    assert disk["ebs"]["volumeSize"] == 100
+    script = user_data(mocks)
     assert "elastic-resnet-dev:latest" in script and "--gpus all" in script
 
 
-def test_first_deploy_can_hold_instances_back() -> None:
-    mocks, _ = run_program(parse({"region": "us-east-1", "launch_instances": False}))
-    group = mocks.one("autoscaling/group:Group").inputs
-    assert (group["minSize"], group["desiredCapacity"], group["maxSize"]) == (0, 0, 10)
-    assert group["warmPool"]["minSize"] == 0 and group["warmPool"]["maxGroupPreparedCapacity"] == 0
-
-
-def test_ami_ssm_lookup_can_be_pinned() -> None:
-    mocks, _ = run_program(parse({"region": "us-east-1", "ami_id": "ami-0fedcba9876543210"}))
-    assert mocks.one("launchTemplate:LaunchTemplate").inputs["imageId"] == "ami-0fedcba9876543210"
+def test_an_unpinned_ami_is_warned_about_and_a_pinned_one_is_used(mocks: Mocks) -> None:
+    """12. The SSM parameter resolves at every `up`: each DLAMI release would replace the whole fleet."""
+    assert any("fleet.amiId is not set" in warning for warning in mocks.warnings)
+    pinned, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:fleet": '{"amiId":"ami-0fedcba9876543210"}'})
+    assert pinned.one("launchTemplate:LaunchTemplate").inputs["imageId"] == "ami-0fedcba9876543210"
+    assert not any("amiId" in warning for warning in pinned.warnings)
 
 
 def test_instances_accept_traffic_only_from_the_load_balancer(mocks: Mocks) -> None:
@@ -188,30 +328,38 @@ def test_no_wildcard_iam_actions(mocks: Mocks) -> None:
 def test_load_balancer_checks_readiness(mocks: Mocks) -> None:
     target_group = mocks.one("targetGroup:TargetGroup").inputs
     assert target_group["port"] == 3000 and target_group["protocol"] == "HTTP"
-    assert target_group["healthCheck"]["path"] == "/readyz"
-    assert target_group["healthCheck"]["matcher"] == "200"
-    assert 0 < target_group["deregistrationDelay"] <= 120
+    check = target_group["healthCheck"]
+    assert (check["path"], check["matcher"], check["interval"], check["timeout"]) == ("/readyz", "200", 10, 5)
+    assert (check["healthyThreshold"], check["unhealthyThreshold"]) == (2, 3)
+    assert target_group["deregistrationDelay"] == 30
     assert target_group["loadBalancingAlgorithmType"] == "least_outstanding_requests"
     (listener,) = mocks.of_type("lb/listener:Listener")
     assert listener.inputs["port"] == 80 and listener.inputs["defaultActions"][0]["type"] == "forward"
-    assert mocks.one("lb/loadBalancer:LoadBalancer").inputs["internal"] is False
+    alb = mocks.one("lb/loadBalancer:LoadBalancer").inputs
+    assert alb["internal"] is False and alb["idleTimeout"] == 60
 
 
 def test_https_with_a_certificate_redirects_http() -> None:
     arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
-    mocks, outputs = run_program(parse({"region": "us-east-1", "certificate_arn": arn}))
+    mocks, outputs = run_cli_config({**REGION_ONLY, "elastic-resnet:loadBalancer": json.dumps({"certificateArn": arn})})
     listeners = {listener.inputs["port"]: listener.inputs for listener in mocks.of_type("lb/listener:Listener")}
     assert listeners[443]["protocol"] == "HTTPS" and listeners[443]["certificateArn"] == arn
+    assert listeners[443]["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.3 and 1.2
     assert listeners[80]["defaultActions"][0]["type"] == "redirect"
     assert listeners[80]["defaultActions"][0]["redirect"]["protocol"] == "HTTPS"
     assert outputs["endpoint_url"].startswith("https://")
 
 
-def test_registry_scans_and_expires_images(mocks: Mocks) -> None:
+def test_registry_scans_expires_and_can_be_destroyed_with_images(mocks: Mocks) -> None:
+    """3. `pulumi destroy` deletes the repository even when it holds images."""
     repository = mocks.one("ecr/repository:Repository").inputs
+    assert repository["forceDelete"] is True
     assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
     rules = json.loads(mocks.one("ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])["rules"]
-    assert {rule["selection"]["tagStatus"] for rule in rules} == {"untagged", "any"}
+    assert [(rule["selection"]["tagStatus"], rule["selection"]["countNumber"]) for rule in rules] == [
+        ("untagged", 7),
+        ("any", 20),
+    ]
 
 
 def test_network_spans_two_zones_with_private_instances(mocks: Mocks) -> None:
@@ -219,23 +367,27 @@ def test_network_spans_two_zones_with_private_instances(mocks: Mocks) -> None:
     assert len({subnet.inputs["availabilityZone"] for subnet in subnets}) == 2
     assert len(mocks.of_type("natGateway:NatGateway")) == 1
     assert mocks.one("vpcEndpoint:VpcEndpoint").inputs["serviceName"] == "com.amazonaws.us-east-1.s3"
+    assert mocks.one("ec2/vpc:Vpc").inputs["cidrBlock"] == "10.42.0.0/16"
 
 
 def test_existing_network_is_used_as_given() -> None:
-    mocks, _ = run_program(
-        parse({"region": "us-east-1", "vpc_id": "vpc-1", "public_subnet_ids": ["subnet-a", "subnet-b"],
-               "private_subnet_ids": ["subnet-c", "subnet-d"]})
-    )  # fmt: skip
+    network = {
+        "vpcId": "vpc-1",
+        "publicSubnetIds": ["subnet-a", "subnet-b"],
+        "privateSubnetIds": ["subnet-c", "subnet-d"],
+    }
+    mocks, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:network": json.dumps(network)})
     assert not mocks.of_type("ec2/vpc:Vpc") and not mocks.of_type("ec2/subnet:Subnet")
     assert mocks.one("autoscaling/group:Group").inputs["vpcZoneIdentifiers"] == ["subnet-c", "subnet-d"]
     assert mocks.one("lb/loadBalancer:LoadBalancer").inputs["subnets"] == ["subnet-a", "subnet-b"]
 
 
 def test_prewarming_schedules_and_predictive_scaling() -> None:
-    mocks, _ = run_program(
-        parse({"region": "us-east-1", "predictive_scaling": "forecast-only",
-               "scheduled_actions": [{"name": "morning", "cron": "45 7 * * MON-FRI", "min_size": 3}]})
-    )  # fmt: skip
+    scaling = {
+        "predictiveScaling": "forecast-only",
+        "scheduledActions": [{"name": "morning", "cron": "45 7 * * MON-FRI", "minSize": 3}],
+    }
+    mocks, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:scaling": json.dumps(scaling)})
     schedule = mocks.one("autoscaling/schedule:Schedule").inputs
     assert schedule["recurrence"] == "45 7 * * MON-FRI" and schedule["minSize"] == 3
     assert schedule["maxSize"] == -1 and schedule["desiredCapacity"] == -1  # unchanged
@@ -244,27 +396,75 @@ def test_prewarming_schedules_and_predictive_scaling() -> None:
     assert predictive["predictiveScalingConfiguration"]["mode"] == "ForecastOnly"
 
 
-def test_dashboard_and_notifications(mocks: Mocks) -> None:
+def test_alarm_notifications_can_be_delivered(mocks: Mocks) -> None:
+    """4. CloudWatch cannot publish to a topic encrypted with alias/aws/sns: a customer-managed key whose
+    policy lets CloudWatch use it."""
+    topic = mocks.one("sns/topic:Topic").inputs
+    key = mocks.one("kms/key:Key")
+    assert topic["kmsMasterKeyId"] == f"arn:aws:mock:us-east-1:123456789012:key/{key.name}"
+    statements = json.loads(key.inputs["policy"])["Statement"]
+    cloudwatch = next(s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"})
+    assert (cloudwatch["Effect"], sorted(cloudwatch["Action"])) == ("Allow", ["kms:Decrypt", "kms:GenerateDataKey*"])
+    assert key.inputs["enableKeyRotation"] is True
+    assert not mocks.of_type("topicSubscription:TopicSubscription")  # only with alarmEmail
+    for alarm in mocks.of_type("metricAlarm:MetricAlarm"):
+        if alarm.inputs["name"].endswith("-high"):
+            assert alarm.inputs["alarmActions"][1] == "arn:aws:mock:us-east-1:123456789012:topic/alerts-alarms"
+
+
+def test_alarm_email_subscribes() -> None:
+    mocks, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:alarmEmail": "oncall@example.com"})
+    subscription = mocks.one("topicSubscription:TopicSubscription").inputs
+    assert (subscription["protocol"], subscription["endpoint"]) == ("email", "oncall@example.com")
+
+
+def test_dashboard_draws_the_scaling_signals_as_the_alarms_compute_them(mocks: Mocks) -> None:
     body = json.loads(mocks.one("cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
-    titles = " | ".join(widget["properties"]["title"] for widget in body["widgets"])
-    for word in ("Requests", "Latency", "GPU", "In-flight", "warm pool", "Scaling alarms"):
-        assert word in titles
+    titles = [widget["properties"]["title"] for widget in body["widgets"]]
+    assert len(titles) == 6 and titles[-1].startswith("Scaling alarms")
+    signals_widget = next(w for w in body["widgets"] if w["properties"]["title"].startswith("Scaling signals"))
+    expressions = [row[0]["expression"] for row in signals_widget["properties"]["metrics"] if len(row) == 1]
+    assert expressions == [
+        "s0cpu",
+        "s1gpu",
+        "100 * s2used / s2total",
+        "IF(s3instances > 0, s3inflight / (4 * s3instances), 0)",
+    ]
     assert len(body["widgets"][-1]["properties"]["alarms"]) == 5
-    assert mocks.one("sns/topic:Topic")
-    assert not mocks.of_type("topicSubscription:TopicSubscription")  # only with alarm_email
 
 
 def test_stack_outputs(default_stack: tuple[Mocks, dict[str, Any]]) -> None:
     _, outputs = default_stack
-    assert outputs["endpoint_url"] == "http://endpoint-alb.elb.amazonaws.com"
-    assert outputs["ecr_repository_url"].endswith(".dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev")
-    assert outputs["asg_name"] == "elastic-resnet-dev-gpu"
-    assert outputs["dashboard_url"].endswith("#dashboards:name=elastic-resnet-dev")
+    assert outputs == {
+        "endpoint_url": "http://endpoint-alb.elb.amazonaws.com",
+        "ecr_repository_url": "123456789012.dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev",
+        "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev:latest",
+        "asg_name": "elastic-resnet-dev-gpu",
+        "dashboard_url": "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=elastic-resnet-dev",
+        "alarm_topic_arn": "arn:aws:mock:us-east-1:123456789012:topic/alerts-alarms",
+        "log_group": "/elastic-resnet-dev/service",
+    }
 
 
 def test_every_resource_is_tagged(mocks: Mocks) -> None:
-    taggable = ["ec2/vpc:Vpc", "lb/loadBalancer:LoadBalancer", "ecr/repository:Repository", "iam/role:Role",
-                "launchTemplate:LaunchTemplate", "metricAlarm:MetricAlarm", "sns/topic:Topic"]  # fmt: skip
+    taggable = [
+        "ec2/vpc:Vpc",
+        "lb/loadBalancer:LoadBalancer",
+        "ecr/repository:Repository",
+        "iam/role:Role",
+        "launchTemplate:LaunchTemplate",
+        "metricAlarm:MetricAlarm",
+        "sns/topic:Topic",
+        "kms/key:Key",
+    ]
     for kind in taggable:
         for resource in mocks.of_type(kind):
             assert resource.inputs["tags"]["project"] == "elastic-resnet", resource.name
+
+
+def test_no_resource_name_collides() -> None:
+    """Resource names are URNs: the same name twice would fail `pulumi up` (the mock does not check)."""
+    mocks, _ = run_cli_config(cli_config_of(REPO / "Pulumi.dev.yaml"))
+    names = [(d.type, d.name) for d in mocks.declared]
+    assert len(names) == len(set(names))
+    assert all(re.fullmatch(r"[a-z0-9-]+", name) for _, name in names)

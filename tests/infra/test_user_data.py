@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.signals import CLIENT_ENDPOINTS, IN_FLIGHT_METRIC
 from infra.user_data import UserDataParams, agent_config, render
 
 PARAMS = UserDataParams(
@@ -20,7 +23,7 @@ PARAMS = UserDataParams(
     log_group="/elastic-resnet-dev/service",
     service_port=3000,
     readiness_path="/readyz",
-    ready_timeout_s=840,
+    ready_timeout_s=1200,
     service_env={"RESNET18_MAX_BATCH_SIZE": "64", "RESNET18_WEIGHTS": "/models/it's here.pth"},
 )
 
@@ -41,7 +44,7 @@ def test_shellcheck_passes(script: str, tmp_path_factory: pytest.TempPathFactory
 
 def test_script_does_each_boot_step(script: str) -> None:
     assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
-    assert "apt-mark hold" in script and "Unattended-Upgrade::Package-Blacklist" in script
+    assert 'apt-mark "${APT_LOCK[@]}" hold' in script and "Unattended-Upgrade::Package-Blacklist" in script
     assert 'aws ecr get-login-password --region "$REGION"' in script
     assert f'IMAGE="{PARAMS.image_uri}"' in script
     assert "--gpus all" in script and "--restart unless-stopped" in script
@@ -49,6 +52,85 @@ def test_script_does_each_boot_step(script: str) -> None:
     assert "complete-lifecycle-action" in script and '--lifecycle-hook-name "wait-for-ready"' in script
     assert "http://127.0.0.1:3000/readyz" in script
     assert "systemctl enable elastic-resnet-ready.service" in script  # again at every boot (warm pool)
+
+
+def test_dpkg_waits_for_the_unattended_upgrades_lock(script: str) -> None:
+    """12. apt and dpkg at first boot can meet unattended-upgrades' lock: wait, do not fail."""
+    assert 'APT_LOCK=(-o "DPkg::Lock::Timeout=600")' in script
+    assert 'apt-get "${APT_LOCK[@]}" install -y /tmp/amazon-cloudwatch-agent.deb' in script
+    assert "dpkg -i" not in script
+
+
+def test_docker_data_stays_on_the_ebs_root_volume_before_the_pull(script: str) -> None:
+    """12. A stopped warm-pool instance loses its instance store: the pulled image must be on EBS."""
+    assert 'config["data-root"] = "/var/lib/docker"' in script
+    assert script.index('"data-root"') < script.index('docker pull "$IMAGE"')
+
+
+def test_readiness_deadline_counts_from_boot_and_starts_before_the_pull(script: str) -> None:
+    """8. The hook's timeout runs from launch: the readiness unit starts before the image pull and its
+    deadline is counted from boot (/proc/uptime), not from the end of the pull."""
+    assert script.index("systemctl start --no-block elastic-resnet-ready.service") < script.index("docker pull")
+    assert "deadline=$((SECONDS + 1200 - uptime_s))" in script
+    assert "TimeoutStartSec=infinity" in script  # systemd must not kill the long wait
+
+
+def test_metrics_start_only_in_service(script: str) -> None:
+    """7. The agent is never enabled at boot; the readiness unit starts it for InService only."""
+    assert '-a fetch-config -m ec2 -c "file:' in script and "fetch-config -m ec2 -s" not in script
+    assert "systemctl disable amazon-cloudwatch-agent" in script
+    assert "autoscaling/target-lifecycle-state" in script
+
+
+def ready_script(script: str) -> str:
+    return re.search(r"<<'READY'\n(.*?)\nREADY\n", script, re.S).group(1)  # type: ignore[union-attr]
+
+
+FAKES = {
+    # IMDS and the service: the target lifecycle state and /readyz's answer come from the environment.
+    "curl": """#!/bin/bash
+for arg; do url=$arg; done
+case "$url" in
+  */api/token) echo token ;;
+  */meta-data/instance-id) echo i-0123 ;;
+  */meta-data/autoscaling/target-lifecycle-state) echo "$FAKE_STATE" ;;
+  */readyz) exit "$FAKE_READYZ" ;;
+esac
+""",
+    "aws": '#!/bin/bash\necho "aws $*" >> "$FAKE_LOG"\n',
+    "systemctl": '#!/bin/bash\necho "systemctl $*" >> "$FAKE_LOG"\n',
+    "sleep": "#!/bin/bash\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("state", "readyz", "result", "agent_started"),
+    [
+        ("InService", 0, "CONTINUE", True),
+        ("Warmed:Stopped", 0, "CONTINUE", False),  # preparing for the pool: no metrics
+        ("InService", 22, "ABANDON", False),  # never ready within the deadline, counted from boot
+    ],
+)
+def test_ready_script_behaviour(tmp_path: Path, state: str, readyz: int, result: str, agent_started: bool) -> None:
+    """The readiness script itself, run by bash with IMDS, the service, the AWS CLI and systemd faked. With a
+    1 s deadline counted from boot, a machine up for longer than that gives up at the first failed check."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKES.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "ready"
+    script.write_text(ready_script(render(UserDataParams(**{**PARAMS.__dict__, "ready_timeout_s": 1}))))
+    log = tmp_path / "calls.log"
+    log.touch()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATE": state,
+           "FAKE_READYZ": str(readyz), "FAKE_LOG": str(log)}  # fmt: skip
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    calls = log.read_text()
+    assert f"--lifecycle-action-result {result}" in calls
+    assert "--lifecycle-hook-name wait-for-ready" in calls and "--instance-id i-0123" in calls
+    assert ("systemctl start amazon-cloudwatch-agent" in calls) is agent_started
+    assert done.returncode == (0 if result == "CONTINUE" else 1), done.stdout + done.stderr
 
 
 def test_service_settings_are_shell_quoted(script: str) -> None:
@@ -68,4 +150,19 @@ def test_agent_collects_gpu_metrics_per_group_and_the_queue(script: str) -> None
         "memory_total",
     }
     assert "AutoScalingGroupName: elastic-resnet-dev-gpu" in script  # the queue metric's dimension
-    assert "bentoml_service_request_in_progress" in script
+    assert "scrape_interval: 15s" in script  # four samples per one-minute period
+
+
+def test_in_flight_gauge_counts_each_request_once() -> None:
+    """9. Only the API's client-facing endpoints: the model service's own series would count a request
+    twice. The agent joins the source labels with ';' and matches the regex (RE2; this one is plain)."""
+    (declaration,) = agent_config(PARAMS.log_group)["logs"]["metrics_collected"]["prometheus"]["emf_processor"][  # type: ignore[index]
+        "metric_declaration"
+    ]
+    assert declaration["source_labels"] == ["job", "endpoint"]
+    assert declaration["metric_selectors"] == [f"^{IN_FLIGHT_METRIC}$"]
+    matcher = re.compile(declaration["label_matcher"])
+    for endpoint in CLIENT_ENDPOINTS:
+        assert matcher.fullmatch(f"elastic-resnet;{endpoint}")
+    for other in ("/readyz", "/metrics", "/infer", "/classify_batch"):
+        assert not matcher.fullmatch(f"elastic-resnet;{other}")
