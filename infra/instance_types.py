@@ -17,6 +17,7 @@ class GpuInstanceType:
     gpu: str
     gpus: int
     gpu_memory_gib: int
+    vcpus: int
     usd_per_hour: float
     note: str  # what it is for; which to pick for a traffic profile: `python -m infra.plan --recommend`
 
@@ -24,14 +25,14 @@ class GpuInstanceType:
 GPU_INSTANCE_TYPES: dict[str, GpuInstanceType] = {
     t.name: t
     for t in [
-        GpuInstanceType("g4dn.xlarge", "T4", 1, 16, 0.526, "the cheapest GPU; the default"),
-        GpuInstanceType("g4dn.2xlarge", "T4", 1, 16, 0.752, "T4 with more CPU for decoding"),
-        GpuInstanceType("g5.xlarge", "A10G", 1, 24, 1.006, "A10G"),
-        GpuInstanceType("g5.2xlarge", "A10G", 1, 24, 1.212, "A10G with more CPU for decoding"),
-        GpuInstanceType("g6.xlarge", "L4", 1, 24, 0.805, "L4: an A10G alternative"),
-        GpuInstanceType("g6e.xlarge", "L40S", 1, 48, 1.861, "L40S"),
-        GpuInstanceType("p4d.24xlarge", "A100", 8, 320, 21.96, "8x A100"),
-        GpuInstanceType("p5.48xlarge", "H100", 8, 640, 55.04, "8x H100"),
+        GpuInstanceType("g4dn.xlarge", "T4", 1, 16, 4, 0.526, "the cheapest GPU; the default"),
+        GpuInstanceType("g4dn.2xlarge", "T4", 1, 16, 8, 0.752, "T4 with more CPU for decoding"),
+        GpuInstanceType("g5.xlarge", "A10G", 1, 24, 4, 1.006, "A10G"),
+        GpuInstanceType("g5.2xlarge", "A10G", 1, 24, 8, 1.212, "A10G with more CPU for decoding"),
+        GpuInstanceType("g6.xlarge", "L4", 1, 24, 4, 0.805, "L4: an A10G alternative"),
+        GpuInstanceType("g6e.xlarge", "L40S", 1, 48, 4, 1.861, "L40S"),
+        GpuInstanceType("p4d.24xlarge", "A100", 8, 320, 96, 21.96, "8x A100"),
+        GpuInstanceType("p5.48xlarge", "H100", 8, 640, 192, 55.04, "8x H100"),
     ]
 }
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_cli_values, load_stack_file
 from . import report
-from .capacity import InstanceModel, instance_for
-from .recommend import DEFAULT_TARGET, recommend
+from .capacity import InstanceModel, derived_capacity, instance_for, read_capacity
+from .recommend import DEFAULT_TARGET, TIERS, recommend
 from .simulator import Result, ServiceLevel, simulate
 from .traffic import PROFILES, from_csv
 from .variants import apply
@@ -45,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variant", action="append", default=[], help="compare a variant (repeatable), see infra/plan/variants.py"
     )
-    parser.add_argument("--benchmark", type=Path, help="bench or gpu_check JSON: measured capacity per instance")
+    parser.add_argument(
+        "--benchmark",
+        type=Path,
+        help="bench/results/results.json or gpu_check.json: each type's capacity from the measured CPU time per "
+        "image and, on the GPU it ran on, the model's ceiling",
+    )
     parser.add_argument("--capacity", type=float, help="images/s per instance within the latency target")
     parser.add_argument("--latency-target-ms", type=float, default=500.0)
     parser.add_argument(
@@ -98,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{default_instance.source}), min {stack.fleet.min_size}, max {stack.fleet.max_size}, "
         f"warm pool {stack.fleet.warm_pool_min_size}. Latency target {args.latency_target_ms:.0f} ms."
     )
+    measured = read_capacity(args.benchmark) if args.benchmark else None
+    if measured is not None:
+        print(f"Capacity per instance from {args.benchmark.name} ({measured.device}, {measured.gpu_name or 'no GPU'}, "
+              f"{measured.precision}, measured {measured.measured}):")  # fmt: skip
+        for instance_type in dict.fromkeys([stack.fleet.instance_type, *TIERS]):
+            capacity, binds = derived_capacity(instance_type, measured)
+            print(f"  {instance_type:<14} {capacity:>8.0f} images/s  {binds}")
     print(report.table(header, variants))
     if recommendation is not None:
         best = recommendation["best"]

@@ -4,7 +4,9 @@ Per-instance capacity is images/s within the latency target with one image per r
 benchmark result these are ASSUMED figures (no GPU has measured them for this project yet): the API
 process costs ~10 ms of CPU per request in BentoML's stack (docs/performance.md), so a 4-vCPU
 instance tops out near 300-400 requests/s whatever its GPU, and the numbers below keep a margin under
-that. Pass the JSON written by `bench/gpu_check.sh` (``--benchmark``) or ``--capacity`` to use your own.
+that. With ``--benchmark`` (bench/results/results.json, or gpu_check.json from a GPU) each type's
+capacity is derived from measurements instead (:func:`derived_capacity`); ``--capacity`` gives one figure
+for the stack's own type.
 Boot times: a cold start is boot + pulling the ~6 GB image + model load and warm-up; a warm start is
 starting a stopped warm-pool instance whose image is on disk (docs/deploy.md).
 """
@@ -12,6 +14,7 @@ starting a stopped warm-pool instance whose image is on disk (docs/deploy.md).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,11 +63,67 @@ def instance_model(instance_type: str, root_volume_gb: int = 100, capacity_rps: 
     )
 
 
+@dataclass(frozen=True)
+class MeasuredCapacity:
+    """The benchmark's ``capacity`` object (bench/results/results.json, or gpu_check.json on a GPU)."""
+
+    device: str
+    gpu_name: str | None
+    precision: str
+    cpu_ms_per_image_outside_model: float  # server CPU per image minus the forward pass's
+    cpu_ms_per_image: float
+    model_ceiling_images_per_s: float  # the raw batched forward pass, best batch size
+    cpus: int
+    measured: str
+
+    def gpu_measured(self, gpu: str) -> bool:
+        """Whether the ceiling was measured on this GPU model (``T4`` in "Tesla T4", not ``L4`` in "L40S")."""
+        return (
+            self.device == "cuda" and self.gpu_name is not None and re.search(rf"\b{gpu}\b", self.gpu_name) is not None
+        )
+
+
+def read_capacity(path: Path) -> MeasuredCapacity | None:
+    """The ``capacity`` object of a benchmark JSON, or None when it has none (an older result)."""
+    data = json.loads(path.read_text()).get("capacity")
+    if data is None:
+        return None
+    return MeasuredCapacity(
+        device=str(data["device"]),
+        gpu_name=data.get("gpu_name"),
+        precision=str(data["precision"]),
+        cpu_ms_per_image_outside_model=float(data["cpu_ms_per_image_outside_model"]),
+        cpu_ms_per_image=float(data["cpu_ms_per_image"]),
+        model_ceiling_images_per_s=float(data["model_ceiling_images_per_s"]),
+        cpus=int(data["cpus"]),
+        measured=str(data["measured"]),
+    )
+
+
+def derived_capacity(instance_type: str, measured: MeasuredCapacity) -> tuple[float, str]:
+    """(images/s, what binds) for an instance type: the CPU bound (its vCPUs over the measured CPU time
+    per image outside the forward pass), capped by the GPU's measured ceiling when the benchmark ran on
+    that GPU model (times its GPUs); a type whose GPU was not measured is bounded by its CPU only."""
+    spec = GPU_INSTANCE_TYPES[instance_type]
+    cpu_bound = spec.vcpus * 1000.0 / measured.cpu_ms_per_image_outside_model
+    if not measured.gpu_measured(spec.gpu):
+        return cpu_bound, f"CPU binds ({spec.vcpus} vCPUs); no GPU ceiling measured on {spec.gpu}"
+    gpu_bound = measured.model_ceiling_images_per_s * spec.gpus
+    if gpu_bound < cpu_bound:
+        return gpu_bound, f"GPU binds ({spec.gpus}x {spec.gpu} measured {measured.measured})"
+    return cpu_bound, f"CPU binds ({spec.vcpus} vCPUs; {spec.gpu} ceiling {gpu_bound:.0f}/s)"
+
+
 def instance_for(
     instance_type: str, root_volume_gb: int, measured_on: str, capacity_rps: float | None, benchmark: Path | None
 ) -> InstanceModel:
-    """The model of ``instance_type``; a given capacity or benchmark applies only to the type it was
-    measured on (``measured_on``, the stack's instance type), never to the other tiers."""
+    """The model of ``instance_type``. A benchmark with a ``capacity`` object applies to every type
+    (derived_capacity); a given capacity, or an older benchmark's throughput, applies only to the type it
+    was measured on (``measured_on``, the stack's instance type), never to the other tiers."""
+    measured = read_capacity(benchmark) if benchmark else None
+    if measured is not None and capacity_rps is None:
+        capacity, binds = derived_capacity(instance_type, measured)
+        return replace(instance_model(instance_type, root_volume_gb, capacity), source=f"measured: {binds}")
     if instance_type != measured_on:
         return instance_model(instance_type, root_volume_gb)
     model = instance_model(instance_type, root_volume_gb, capacity_rps)

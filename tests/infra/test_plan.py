@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from infra.config import parse, with_changes
 from infra.plan.__main__ import load_stack
 from infra.plan.__main__ import main as plan_main
-from infra.plan.capacity import instance_model
+from infra.plan.capacity import instance_for, instance_model
 from infra.plan.cloudwatch import Alarm, State, aggregate
 from infra.plan.recommend import recommend
 from infra.plan.simulator import START, Result, alarms_for, simulate
@@ -217,3 +218,37 @@ def test_the_plan_and_the_stack_read_the_same_stack_file_alike(tmp_path: Path) -
             assert queries[f"s{index}_value"].endswith(f") * {factor:.6g}"), signal.key
     scale_in = next(p for p in mocks.of_type("autoscaling/policy:Policy") if p.name == "scaling-in")
     assert scale_in.inputs["cooldown"] == plan.scaling.timing.scale_in_cooldown_s == 600
+
+
+def test_capacity_from_a_measured_benchmark_says_what_binds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 9: each type's capacity = min(vCPUs x 1000 / CPU ms per image outside the model, the GPU's
+    measured ceiling when measured on that GPU model); types whose GPU was not measured say so."""
+    results = tmp_path / "gpu_check.json"
+    capacity = {
+        "device": "cuda",
+        "gpu_name": "Tesla T4",
+        "precision": "float16",
+        "cpu_ms_per_image_outside_model": 10.0,
+        "cpu_ms_per_image": 14.0,
+        "model_ceiling_images_per_s": 300.0,
+        "cpus": 4,
+        "measured": "2026-11-28",
+    }
+    results.write_text(json.dumps({"capacity": capacity, "servers": []}))
+    t4 = instance_for("g4dn.xlarge", 100, "g4dn.xlarge", None, results)
+    assert t4.capacity_rps == 300.0 and t4.source.startswith("measured: GPU binds")  # 4 vCPUs allow 400
+    t4_8cpu = instance_for("g4dn.2xlarge", 100, "g4dn.xlarge", None, results)
+    assert t4_8cpu.capacity_rps == 300.0  # 8 vCPUs allow 800: the T4 binds
+    a10g = instance_for("g5.xlarge", 100, "g4dn.xlarge", None, results)
+    assert a10g.capacity_rps == 400.0 and "no GPU ceiling measured on A10G" in a10g.source
+    a100 = instance_for("p4d.24xlarge", 100, "g4dn.xlarge", None, results)
+    assert a100.capacity_rps == 9600.0 and a100.source.startswith("measured: CPU binds (96 vCPUs)")
+    l4 = instance_for("g6e.xlarge", 100, "g4dn.xlarge", None, results)  # L40S is not an L4
+    assert "no GPU ceiling measured on L40S" in l4.source
+    best, candidates = recommend(diurnal_week(), DEFAULTS, benchmark=results)
+    assert best is not None and {c.instance_type for c in candidates} == {"g4dn.xlarge", "g5.xlarge", "p4d.24xlarge"}
+    assert plan_main(["--profile", "flat", "--benchmark", str(results), "--out", str(tmp_path / "plan")]) == 0
+    printed = capsys.readouterr().out
+    assert "Capacity per instance from gpu_check.json (cuda, Tesla T4, float16, measured 2026-11-28):" in printed
+    assert re.search(r"g4dn\.xlarge +300 images/s  GPU binds", printed)
+    assert re.search(r"g5\.xlarge +400 images/s  CPU binds \(4 vCPUs\); no GPU ceiling measured on A10G", printed)
