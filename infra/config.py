@@ -225,9 +225,19 @@ class FleetConfig(_Section):
         return f"{math.ceil((self.hook_timeout_s + 300) / 60)}m"
 
 
+class ScaleToZero(_Section):
+    """Used when ``fleet.minSize`` is 0: the load balancer's metrics wake the group, an idle fleet goes
+    back to zero (infra/signals.py)."""
+
+    idle_minutes: int = Field(30, ge=5, le=1440, description="no request for this long: back to zero")
+    requests_per_instance_per_minute: int = Field(6000, ge=1, description="a wake-up adds one instance per this many")
+    max_wake_instances: int = Field(4, ge=1, description="the most instances one wake-up starts")
+
+
 class ScalingConfig(_Section):
     thresholds: Thresholds = Thresholds()  # frozen models: a shared default is safe
     timing: ScalingTiming = ScalingTiming()
+    scale_to_zero: ScaleToZero = ScaleToZero()
     scheduled_actions: list[ScheduledAction] = Field(default_factory=list)
     predictive_scaling: Literal["off", "forecast-only", "forecast-and-scale"] = "off"
 
@@ -250,6 +260,23 @@ class StackConfig(_Section):
     network: NetworkConfig = NetworkConfig()
     load_balancer: LoadBalancerConfig = LoadBalancerConfig()
     scaling: ScalingConfig = ScalingConfig()
+
+    @model_validator(mode="after")
+    def _scale_to_zero_coherent(self) -> StackConfig:
+        if self.fleet.min_size == 0:
+            idle, window = self.scaling.scale_to_zero.idle_minutes, self.scaling.timing.scale_in_evaluation_periods
+            if idle < window:
+                raise ValueError(
+                    f"with minSize 0, scaling.scaleToZero.idleMinutes ({idle}) must be at least "
+                    f"scaling.timing.scaleInEvaluationPeriods ({window}): the last instance leaves no sooner "
+                    "than the others"
+                )
+        return self
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """The wake-up path is declared: minSize 0 on a stack that launches instances."""
+        return self.launch_instances and self.fleet.min_size == 0
 
     @property
     def name(self) -> str:

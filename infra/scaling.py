@@ -23,7 +23,22 @@ import pulumi
 import pulumi_aws as aws
 
 from .config import ScalingConfig, Thresholds
-from .signals import GROUP_DIMENSION, PERIOD_S, SIGNALS, Signal, scale_in_factor
+from .signals import (
+    ALB_DIMENSION,
+    ARRIVALS,
+    GROUP_DESIRED,
+    GROUP_DIMENSION,
+    GROUP_IN_SERVICE,
+    IDLE_EXPRESSION,
+    PERIOD_S,
+    SCALE_IN_FLOOR_EXPRESSION,
+    SIGNALS,
+    WAKE_EXPRESSION,
+    Metric,
+    Signal,
+    scale_in_factor,
+    wake_steps,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,8 @@ class ScalingArgs:
     config: ScalingConfig
     notification_topic_arn: pulumi.Input[str]
     tags: dict[str, str]
+    load_balancer: pulumi.Input[str]  # the ALB's arn suffix: its metrics' LoadBalancer dimension
+    scales_to_zero: bool  # minSize 0: declare the wake-up path (StackConfig.scales_to_zero)
 
 
 def signal_queries(
@@ -66,19 +83,60 @@ def signal_queries(
 
 
 def scale_in_queries(
-    thresholds: Thresholds, asg_name: pulumi.Input[str]
+    thresholds: Thresholds, asg_name: pulumi.Input[str], floor_at_one: bool = False
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
     """Every signal, normalised so that its scale-out mark reads as the reference's, combined with MAX:
-    the alarm's value is the busiest signal, so it is under ``scale_in_below`` only when all of them are."""
+    the alarm's value is the busiest signal, so it is under ``scale_in_below`` only when all of them are.
+    ``floor_at_one`` (scale to zero): never below one instance on these signals; the idle alarm does that."""
     queries: list[aws.cloudwatch.MetricAlarmMetricQueryArgs] = []
     for index, signal in enumerate(SIGNALS):
         factor = scale_in_factor(thresholds.of(signal.threshold_key), thresholds.reference)
         queries += signal_queries(signal, asg_name, prefix=f"s{index}_", scale=factor)
     busiest = ", ".join(f"s{index}_value" for index in range(len(SIGNALS)))
+    label = "busiest signal, normalised"
     queries.append(
         aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id="busiest", expression=f"MAX([{busiest}])", label="busiest signal, normalised", return_data=True
+            id="busiest", expression=f"MAX([{busiest}])", label=label, return_data=not floor_at_one
         )
+    )
+    if floor_at_one:
+        queries.append(_metric_query("in_service", GROUP_IN_SERVICE, GROUP_DIMENSION, asg_name))
+        queries.append(
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="floored",
+                expression=SCALE_IN_FLOOR_EXPRESSION.format(in_service="in_service", busiest="busiest"),
+                label=f"{label}, while more than one instance serves",
+                return_data=True,
+            )
+        )
+    return queries
+
+
+def _metric_query(
+    query_id: str, metric: Metric, dimension: str, value: pulumi.Input[str]
+) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+        id=query_id,
+        return_data=False,
+        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+            namespace=metric.namespace,
+            metric_name=metric.name,
+            dimensions={dimension: value},
+            stat=metric.statistic,
+            period=PERIOD_S,
+        ),
+    )
+
+
+def arrival_queries(
+    expression: str, group_metric_id: str, group_metric: Metric, asg_name: pulumi.Input[str], alb: pulumi.Input[str]
+) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+    """The load balancer's arrivals and one group metric, combined by ``expression`` (signals.py)."""
+    queries = [_metric_query(key, metric, ALB_DIMENSION, alb) for key, metric in ARRIVALS.items()]
+    queries.append(_metric_query(group_metric_id, group_metric, GROUP_DIMENSION, asg_name))
+    ids = {key: key for key in ARRIVALS} | {group_metric_id: group_metric_id}
+    queries.append(
+        aws.cloudwatch.MetricAlarmMetricQueryArgs(id="value", expression=expression.format(**ids), return_data=True)
     )
     return queries
 
@@ -150,13 +208,16 @@ class Scaling(pulumi.ComponentResource):
                 threshold=thresholds.scale_in_below,
                 evaluation_periods=timing.scale_in_evaluation_periods,
                 datapoints_to_alarm=timing.scale_in_datapoints,
-                metric_queries=scale_in_queries(thresholds, args.asg_name),
+                metric_queries=scale_in_queries(thresholds, args.asg_name, floor_at_one=args.scales_to_zero),
                 treat_missing_data="notBreaching",
                 alarm_actions=[scale_in.arn],
                 tags=args.tags,
                 opts=child,
             )
         )
+
+        if args.scales_to_zero:
+            alarms += self._scale_to_zero(name, args, child)
 
         for action in args.config.scheduled_actions:
             aws.autoscaling.Schedule(
@@ -193,3 +254,68 @@ class Scaling(pulumi.ComponentResource):
         self.scale_in_policy_arn = scale_in.arn
         self.alarm_arns = pulumi.Output.all(*[alarm.arn for alarm in alarms])
         self.register_outputs({"alarm_arns": self.alarm_arns})
+
+    def _scale_to_zero(
+        self, name: str, args: ScalingArgs, child: pulumi.ResourceOptions
+    ) -> list[aws.cloudwatch.MetricAlarm]:
+        """minSize 0: requests meeting an empty group wake it; an idle fleet goes back to zero."""
+        zero = args.config.scale_to_zero
+        wake = aws.autoscaling.Policy(
+            f"{name}-wake",
+            autoscaling_group_name=args.asg_name,
+            policy_type="StepScaling",
+            adjustment_type="ChangeInCapacity",
+            metric_aggregation_type="Maximum",
+            estimated_instance_warmup=args.config.timing.instance_warmup_s,
+            step_adjustments=[
+                aws.autoscaling.PolicyStepAdjustmentArgs(
+                    metric_interval_lower_bound=f"{lower:g}",
+                    metric_interval_upper_bound=None if upper is None else f"{upper:g}",
+                    scaling_adjustment=count,
+                )
+                for lower, upper, count in wake_steps(zero.requests_per_instance_per_minute, zero.max_wake_instances)
+            ],
+            opts=child,
+        )
+        to_zero = aws.autoscaling.Policy(
+            f"{name}-to-zero",
+            autoscaling_group_name=args.asg_name,
+            policy_type="SimpleScaling",
+            adjustment_type="ExactCapacity",
+            scaling_adjustment=0,  # Auto Scaling keeps a scheduled minimum above it
+            cooldown=zero.idle_minutes * PERIOD_S,
+            opts=child,
+        )
+        wake_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-wake",
+            name=f"{args.name}-wake",
+            alarm_description="Wake up: requests reached the load balancer while the group was sized zero",
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            metric_queries=arrival_queries(
+                WAKE_EXPRESSION, "desired", GROUP_DESIRED, args.asg_name, args.load_balancer
+            ),
+            treat_missing_data="notBreaching",
+            alarm_actions=[wake.arn],
+            tags=args.tags,
+            opts=child,
+        )
+        idle_alarm = aws.cloudwatch.MetricAlarm(
+            f"{name}-idle",
+            name=f"{args.name}-idle",
+            alarm_description=f"Back to zero: no request for {zero.idle_minutes} minutes",
+            comparison_operator="LessThanThreshold",
+            threshold=1,
+            evaluation_periods=zero.idle_minutes,
+            datapoints_to_alarm=zero.idle_minutes,
+            metric_queries=arrival_queries(
+                IDLE_EXPRESSION, "in_service", GROUP_IN_SERVICE, args.asg_name, args.load_balancer
+            ),
+            treat_missing_data="notBreaching",
+            alarm_actions=[to_zero.arn],
+            tags=args.tags,
+            opts=child,
+        )
+        return [wake_alarm, idle_alarm]

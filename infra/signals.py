@@ -102,3 +102,48 @@ def scale_in_factor(threshold: float, reference: float) -> float:
 
 def normalised(value: float, threshold: float, reference: float) -> float:
     return value * scale_in_factor(threshold, reference)
+
+
+# --- Scale to zero (fleet.minSize 0) -------------------------------------------------------------------
+# With no instance in service nothing above reports. The load balancer's own metrics still do: requests
+# it routed to a target, and those it answered itself with 503 because no target was there. The group's
+# metrics (AWS/AutoScaling) are published every minute whatever its size, so the expressions below
+# always have datapoints; FILL turns "no request this minute" (the ALB publishes nothing) into 0.
+ALB_NAMESPACE = "AWS/ApplicationELB"
+ALB_DIMENSION = "LoadBalancer"
+ARRIVALS = {
+    "refused": Metric(ALB_NAMESPACE, "HTTPCode_ELB_503_Count", "Sum"),  # no target: the ALB's own 503
+    "routed": Metric(ALB_NAMESPACE, "RequestCount", "Sum"),  # only requests it could route to a target
+}
+GROUP_DESIRED = Metric("AWS/AutoScaling", "GroupDesiredCapacity", "Maximum")
+GROUP_IN_SERVICE = Metric("AWS/AutoScaling", "GroupInServiceInstances", "Minimum")
+_ARRIVED = "FILL({refused}, 0) + FILL({routed}, 0)"
+# Requests that met a group sized zero in the minute: >= 1 wakes it (WAKE_STEPS say how many instances).
+WAKE_EXPRESSION = f"IF({{desired}} < 1, {_ARRIVED}, 0)"
+# Requests in the minute while an instance serves (1 while none does, so a wake-up is never undone):
+# under 1 for scaleToZero.idleMinutes sends the group back to zero.
+IDLE_EXPRESSION = f"IF({{in_service}} >= 1, {_ARRIVED}, 1)"
+# The load signals' scale-in stops at one instance: only an idle fleet goes to zero.
+SCALE_IN_FLOOR_EXPRESSION = "IF({in_service} > 1, {busiest}, 100)"
+
+
+def wake_steps(requests_per_instance: int, max_instances: int) -> list[tuple[float, float | None, int]]:
+    """The wake-up policy's steps: (lower, upper, instances to add), bounds relative to the alarm's
+    threshold of 1 request, as Auto Scaling's step adjustments read them: fewer than
+    ``requests_per_instance`` requests in the minute wake one instance, up to that many again two, ...,
+    and ``max_instances`` for anything above."""
+    steps: list[tuple[float, float | None, int]] = []
+    for count in range(1, max_instances + 1):
+        lower = 0.0 if count == 1 else (count - 1) * requests_per_instance - 1.0
+        upper = None if count == max_instances else count * requests_per_instance - 1.0
+        steps.append((lower, upper, count))
+    return steps
+
+
+def step_for(value: float, threshold: float, steps: list[tuple[float, float | None, int]]) -> int:
+    """The adjustment Auto Scaling applies for a breaching ``value`` (lower bound inclusive)."""
+    above = value - threshold
+    for lower, upper, adjustment in steps:
+        if above >= lower and (upper is None or above < upper):
+            return adjustment
+    return 0

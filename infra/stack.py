@@ -79,6 +79,8 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             config=config.scaling,
             notification_topic_arn=notifications.topic_arn,
             tags=tags,
+            load_balancer=endpoint.arn_suffix,
+            scales_to_zero=config.scales_to_zero,
         ),
     )
     dashboard = Dashboard(

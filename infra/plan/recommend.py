@@ -13,7 +13,7 @@ from .traffic import Traffic
 from .variants import apply
 
 TIERS = ("g4dn.xlarge", "g5.xlarge", "p4d.24xlarge")  # T4, A10G, A100 (docs/deploy.md, "Choosing an instance type")
-MIN_SIZES = (0, 1, 2)
+MIN_SIZES = (0, 1, 2)  # 0 only for traffic with idle periods (scaleToZero.idleMinutes without a request)
 WARM_POOLS = (0, 1, 2, 4)
 # Three nines: the seed claim's 99% would let the morning ramp shed a percent of the day's requests.
 DEFAULT_TARGET = 0.999
@@ -55,7 +55,8 @@ def recommend(
         # Room for the peak at the scale-out mark, plus one instance of headroom.
         utilisation = stack.scaling.thresholds.gpu_utilization_percent / 100
         max_size = math.ceil(traffic.peak / (instance.capacity_rps * utilisation)) + 1
-        for min_size in MIN_SIZES:
+        idle = traffic.has_idle_period(stack.scaling.scale_to_zero.idle_minutes)
+        for min_size in (size for size in MIN_SIZES if size > 0 or idle):
             for warm in WARM_POOLS:
                 shaped = apply(apply(apply(stack, f"type:{instance_type}"), f"min:{min_size}"), f"warm:{warm}")
                 shaped = with_changes(

@@ -23,6 +23,9 @@ ROWS = [
     ("scaling actions", "scaling_actions", "{}"),
     ("time under capacity (min)", "time_under_capacity_s", "{}"),
     ("most instances in service", "peak_in_service", "{}"),
+    ("requests that met an empty fleet (503)", "met_empty_fleet", "{:,.0f}"),
+    ("wake-ups from zero", "wake_ups", "{}"),
+    ("longest wake: first request -> served (s)", "longest_wake_s", "{}"),
 ]
 
 

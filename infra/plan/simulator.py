@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from ..config import StackConfig
-from ..signals import PERIOD_S, SIGNALS, normalised
+from ..signals import PERIOD_S, SIGNALS, normalised, step_for, wake_steps
 from .capacity import InstanceModel
 from .cloudwatch import Alarm, State, aggregate
 from .traffic import Traffic
@@ -78,6 +78,8 @@ class Result:
     peak_in_service: int = 0
     timeline: list[Sample] = field(default_factory=list)
     actions: list[tuple[float, str, int]] = field(default_factory=list)  # (t, what, desired after)
+    empty_fleet_requests: float = 0.0  # arrived with no instance in service: the ALB's 503 (also in shed)
+    wake_times_s: list[float] = field(default_factory=list)  # first request at an empty fleet -> in service
 
     @property
     def within_slo_fraction(self) -> float:
@@ -106,6 +108,9 @@ class Result:
             "scaling_actions": self.scaling_actions,
             "time_under_capacity_s": round(self.time_under_capacity_s),
             "peak_in_service": self.peak_in_service,
+            "met_empty_fleet": round(self.empty_fleet_requests),
+            "wake_ups": len(self.wake_times_s),
+            "longest_wake_s": round(max(self.wake_times_s, default=0.0)),
         }
 
 
@@ -129,6 +134,13 @@ def alarms_for(stack: StackConfig) -> tuple[dict[str, Alarm], Alarm]:
     return out_alarms, in_alarm
 
 
+def zero_alarms_for(stack: StackConfig) -> tuple[Alarm, Alarm]:
+    """minSize 0: the wake-up alarm (requests meeting a group sized zero) and the idle one."""
+    idle = stack.scaling.scale_to_zero.idle_minutes
+    wake = Alarm("wake", 1, "GreaterThanOrEqualToThreshold", 1, 1, "notBreaching")
+    return wake, Alarm("idle", 1, "LessThanThreshold", idle, idle, "notBreaching")
+
+
 def simulate(
     traffic: Traffic, stack: StackConfig, instance: InstanceModel, level: ServiceLevel | None = None
 ) -> Result:
@@ -143,7 +155,13 @@ def simulate(
 
     out_alarms, in_alarm = alarms_for(stack)
     schedules = [(a.cron, ZoneInfo(a.time_zone), a) for a in stack.scaling.scheduled_actions]
-    last_scale_in = -math.inf
+    last_scale_in = last_to_zero = -math.inf
+    # minSize 0: the load balancer's arrivals wake the group, an idle fleet goes back to zero (signals.py).
+    zero = stack.scaling.scale_to_zero
+    wake_alarm, idle_alarm = zero_alarms_for(stack)
+    steps = wake_steps(zero.requests_per_instance_per_minute, zero.max_wake_instances)
+    period_arrivals, period_desired_max, period_in_service_min = 0.0, desired, math.inf
+    waiting_since: float | None = None
 
     result = Result()
     fleet: list[Instance] = [Instance(IN_SERVICE, 0.0, 0.0) for _ in range(desired)]
@@ -181,10 +199,19 @@ def simulate(
         fleet_capacity = in_service * capacity
         if fleet_capacity < rps:
             result.time_under_capacity_s += dt
+        period_arrivals += arrivals
+        period_desired_max = max(period_desired_max, desired)
+        period_in_service_min = min(period_in_service_min, in_service)
         if in_service == 0:
+            if arrivals > 0:
+                result.empty_fleet_requests += arrivals
+                waiting_since = t if waiting_since is None else waiting_since
             result.shed += arrivals + backlog
-            backlog, p99 = 0.0, math.inf
+            backlog, p99 = 0.0, (math.inf if arrivals > 0 else 0.0)
         else:
+            if waiting_since is not None:
+                result.wake_times_s.append(t - waiting_since)
+                waiting_since = None
             before = backlog
             total = backlog + arrivals
             served = min(total, fleet_capacity * dt)
@@ -225,7 +252,10 @@ def simulate(
                 for name, point in points.items()
                 if point is not None
             ]
-            in_state = in_alarm.evaluate(max(scaled) if scaled else None)
+            busiest = max(scaled) if scaled else None
+            if stack.scales_to_zero and busiest is not None and period_in_service_min <= 1:
+                busiest = 100.0  # the load signals' scale-in stops at one instance
+            in_state = in_alarm.evaluate(busiest)
             # Launched capacity still pending, or within its warm-up after entering service, already
             # counts: repeating the same step adds nothing until it has had its effect.
             pending = any(node.state in (COLD, WARMING) for node in fleet)
@@ -245,6 +275,22 @@ def simulate(
                 last_scale_in = t + dt
                 result.scaling_actions += 1
                 result.actions.append((t + dt, "scale in", desired))
+            if stack.scales_to_zero:
+                wake_value = period_arrivals if period_desired_max < 1 else 0.0
+                if wake_alarm.evaluate(wake_value) == State.ALARM and desired < max_size:
+                    desired = min(max_size, desired + step_for(wake_value, wake_alarm.threshold, steps))
+                    result.scaling_actions += 1
+                    result.actions.append((t + dt, "wake", desired))
+                idle_value = period_arrivals if period_in_service_min >= 1 else 1.0
+                if (
+                    idle_alarm.evaluate(idle_value) == State.ALARM
+                    and desired > min_size
+                    and t + dt - last_to_zero >= zero.idle_minutes * PERIOD_S
+                ):
+                    desired, last_to_zero = min_size, t + dt  # ExactCapacity 0, held at a scheduled minimum
+                    result.scaling_actions += 1
+                    result.actions.append((t + dt, "idle: to zero", desired))
+            period_arrivals, period_desired_max, period_in_service_min = 0.0, desired, math.inf
             result.timeline.append(
                 Sample(t + dt, rps, fleet_capacity, in_service, sum(1 for n in fleet if n.state == STOPPED),
                        period_peak_p99)

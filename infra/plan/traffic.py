@@ -7,6 +7,8 @@ Built-in profiles (all deterministic; docs/planner.md, draws them):
 - ``flat``: 200 req/s for a day.
 - ``spiky``: 80 req/s for a day with sudden 5x bursts of 10 minutes every 3 hours.
 - ``launch-day``: 20 req/s ramping to 900 req/s over 12 hours, then holding, for a day.
+- ``office-hours``: a week with real idle time: weekdays 40 req/s from 08:00 to 18:00 UTC (ramping over
+  the first and last hour), no request at all at night and on the weekend.
 A CSV file gives any other profile: a header ``timestamp,rps``, timestamps ISO-8601 or seconds.
 """
 
@@ -38,6 +40,15 @@ class Traffic:
 
     def requests(self) -> float:
         return sum(self.rps) * self.step_s
+
+    def has_idle_period(self, minutes: float) -> bool:
+        """Whether some stretch of ``minutes`` has no request at all (where scaling to zero can pay)."""
+        needed, run = math.ceil(minutes * 60 / self.step_s), 0
+        for rate in self.rps:
+            run = run + 1 if rate == 0 else 0
+            if run >= needed:
+                return True
+        return False
 
 
 def _sampled(name: str, days: float, step_s: float, rate: Callable[[float], float]) -> Traffic:
@@ -82,11 +93,23 @@ def launch_day(step_s: float = 10.0) -> Traffic:
     return _sampled("launch-day", 1, step_s, lambda t: 20 + 880 * _smoothstep(t / (12 * 3600)))
 
 
+def office_hours(step_s: float = 10.0) -> Traffic:
+    def rate(t: float) -> float:
+        day, t_of_day = divmod(t, DAY)
+        hour = t_of_day / 3600
+        if day >= 5 or not 8 <= hour < 18:
+            return 0.0
+        return 40.0 * min(_smoothstep(hour - 8), 1 - _smoothstep(hour - 17))
+
+    return _sampled("office-hours", 7, step_s, rate)
+
+
 PROFILES: dict[str, Callable[..., Traffic]] = {
     "diurnal-week": diurnal_week,
     "flat": flat,
     "spiky": spiky,
     "launch-day": launch_day,
+    "office-hours": office_hours,
 }
 
 

@@ -3,7 +3,8 @@
 - ``default``: the stack as configured;
 - ``no-warm-pool``: no stopped instances (every scale-out is a cold start);
 - ``warm:N``: a warm pool of exactly N stopped instances;
-- ``min:N``: N instances in service at least;
+- ``min:N``: N instances in service at least (``min:0``: scale to zero, woken by the load balancer's
+  requests, as the stack does with ``fleet.minSize: 0``);
 - ``type:INSTANCE``: another instance type (its own capacity and price);
 - ``thresholds:OUT/IN``: scale out at OUT% CPU and GPU utilisation, in when all are under IN;
 - ``scheduled-prewarm``: on weekdays at least 4 instances from 06:45 to 20:00 UTC.

@@ -61,6 +61,13 @@ def test_region_alone_is_a_complete_configuration() -> None:
     assert config.launch_instances is True and config.image_tag == "latest"
 
 
+def test_min_zero_is_a_supported_setting() -> None:
+    config = cli({"fleet": '{"minSize":"0","desiredCapacity":"0"}'})
+    assert config.scales_to_zero and config.fleet_sizes == (0, 0, 1, 1)
+    assert config.scaling.scale_to_zero.idle_minutes == 30
+    assert not cli({"launchInstances": "false", "fleet": '{"minSize":0,"desiredCapacity":0}'}).scales_to_zero
+
+
 def test_scalars_arrive_as_plain_strings() -> None:
     """`pulumi config set elastic-resnet:launchInstances false` and `... imageTag 2` reach the program as
     the strings "false" and "2"."""
@@ -128,6 +135,11 @@ def test_reserved_keys_are_refused() -> None:
         ({"scaling": {"scheduledActions": [{"name": "x", "cron": "61 * * * *"}]}}, "5 fields"),
         ({"network": {"vpcId": "vpc-1"}}, "vpcId, publicSubnetIds and privateSubnetIds together"),
         ({"alarmEmail": "not-an-address"}, "alarmEmail"),
+        (
+            {"fleet": {"minSize": 0, "desiredCapacity": 0}, "scaling": {"scaleToZero": {"idleMinutes": 10}}},
+            "scaling.scaleToZero.idleMinutes (10) must be at least scaling.timing.scaleInEvaluationPeriods (15)",
+        ),
+        ({"scaling": {"scaleToZero": {"idleMinutes": 2}}}, "scaling.scaleToZero.idleMinutes"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(values: dict[str, object], message: str) -> None:

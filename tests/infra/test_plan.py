@@ -18,10 +18,10 @@ from infra.plan.__main__ import main as plan_main
 from infra.plan.capacity import instance_for, instance_model
 from infra.plan.cloudwatch import Alarm, State, aggregate
 from infra.plan.recommend import recommend
-from infra.plan.simulator import START, Result, alarms_for, simulate
-from infra.plan.traffic import PROFILES, Traffic, diurnal_week, from_csv
+from infra.plan.simulator import START, Result, alarms_for, simulate, zero_alarms_for
+from infra.plan.traffic import PROFILES, Traffic, diurnal_week, from_csv, office_hours
 from infra.plan.variants import apply
-from infra.signals import PERIOD_S, SIGNALS, scale_in_factor
+from infra.signals import PERIOD_S, SIGNALS, scale_in_factor, step_for, wake_steps
 from tests.infra.mocks import cli_config_of, run_cli_config
 
 DEFAULTS = parse({"region": "us-east-1"})
@@ -113,11 +113,54 @@ def test_surge_reaches_capacity_after_the_start_time(variant: str, start_s: floa
     assert_conserved(result)
 
 
-def test_scale_to_zero_never_recovers_with_metric_alarms() -> None:
-    """With no instance in service there are no metrics, and missing data never scales out."""
+def test_scale_to_zero_wakes_on_the_load_balancers_requests() -> None:
+    """Issue 11: with no instance in service the load signals are silent; the ALB's 503s wake the group
+    (a warm start from the pool), and the requests that met the empty fleet count as shed."""
     scale_to_zero = with_changes(DEFAULTS, "fleet", min_size=0, desired_capacity=0)
     result = simulate(surge(0, 50, at_s=600, total_s=3600), scale_to_zero, T4)
-    assert result.shed == pytest.approx(result.offered)
+    (wake,) = [t for t, what, _ in result.actions if what == "wake"]
+    assert 600 < wake <= 600 + PERIOD_S  # the first period with requests
+    (waited,) = result.wake_times_s
+    assert waited <= PERIOD_S + T4.warm_start_s + 10  # detection, then a warm start
+    assert result.empty_fleet_requests == pytest.approx(50 * waited)
+    assert result.shed >= result.empty_fleet_requests
+    assert_conserved(result)
+
+
+def test_a_wake_up_starts_enough_instances_for_what_arrives() -> None:
+    """wake_steps: one instance per requestsPerInstancePerMinute (6000) requests in the minute, at most
+    maxWakeInstances (4); the planner and the stack's step policy read the same steps."""
+    steps = wake_steps(6000, 4)
+    assert [step_for(value, 1, steps) for value in (0.5, 1, 5999, 6000, 11999, 12000, 18000, 10**6)] == [
+        0, 1, 1, 2, 2, 3, 4, 4
+    ]  # fmt: skip
+    stack = with_changes(DEFAULTS, "fleet", min_size=0, desired_capacity=0)
+    result = simulate(surge(0, 250, at_s=600, total_s=1800), stack, T4)  # 15,000 requests a minute
+    assert [desired for _, what, desired in result.actions if what == "wake"] == [3]
+
+
+@pytest.mark.parametrize("warm_pool", [1, 0])
+def test_min_zero_on_traffic_with_idle_nights_and_weekends(warm_pool: int) -> None:
+    """Issue 11, done: on office hours (nothing at night or at the weekend) min 0 serves >= 99% within
+    the latency target at well under the min-1 cost, every request accounted for; the wake-up takes a
+    warm start with the pool, a cold one without."""
+    traffic = office_hours()
+    min_one = apply(apply(DEFAULTS, f"warm:{warm_pool}"), "min:1")
+    min_zero = apply(apply(DEFAULTS, f"warm:{warm_pool}"), "min:0")
+    always_on, elastic = simulate(traffic, min_one, T4), simulate(traffic, min_zero, T4)
+    assert elastic.within_slo_fraction >= 0.99
+    assert elastic.cost_usd <= 0.5 * always_on.cost_usd
+    assert_conserved(elastic)
+    assert len(elastic.wake_times_s) == 5  # one per weekday
+    assert [what for _, what, _ in elastic.actions].count("idle: to zero") >= 5
+    start = T4.warm_start_s if warm_pool else T4.cold_start_s
+    assert start < max(elastic.wake_times_s) <= start + 3 * PERIOD_S
+
+
+def test_the_recommendation_considers_zero_only_with_idle_periods() -> None:
+    best, candidates = recommend(office_hours(), DEFAULTS)
+    assert len(candidates) == 36 and best is not None and best.min_size == 0
+    assert diurnal_week().has_idle_period(30) is False
 
 
 def test_seed_claim_on_the_documented_diurnal_week() -> None:
@@ -131,7 +174,7 @@ def test_seed_claim_on_the_documented_diurnal_week() -> None:
 
 def test_stack_defaults_are_the_recommendation_for_the_default_traffic() -> None:
     best, candidates = recommend(diurnal_week(), DEFAULTS)
-    assert best is not None and len(candidates) == 36
+    assert best is not None and len(candidates) == 24  # no idle period: min 0 is not a candidate
     assert (best.instance_type, best.min_size, best.warm_pool) == (
         DEFAULTS.fleet.instance_type,
         DEFAULTS.fleet.min_size,
@@ -252,3 +295,23 @@ def test_capacity_from_a_measured_benchmark_says_what_binds(tmp_path: Path, caps
     assert "Capacity per instance from gpu_check.json (cuda, Tesla T4, float16, measured 2026-11-28):" in printed
     assert re.search(r"g4dn\.xlarge +300 images/s  GPU binds", printed)
     assert re.search(r"g5\.xlarge +400 images/s  CPU binds \(4 vCPUs\); no GPU ceiling measured on A10G", printed)
+
+
+def test_the_plan_and_the_stack_wake_up_alike(tmp_path: Path) -> None:
+    stack_file = tmp_path / "Pulumi.zero.yaml"
+    stack_file.write_text(
+        "config:\n  aws:region: us-east-1\n  elastic-resnet:fleet: {minSize: 0, desiredCapacity: 0}\n"
+        "  elastic-resnet:scaling: {scaleToZero: {idleMinutes: 45}}\n"
+    )
+    wake, idle = zero_alarms_for(load_stack(stack_file))
+    mocks, _ = run_cli_config(cli_config_of(stack_file), stack="zero")
+    deployed = {alarm.inputs["name"]: alarm.inputs for alarm in mocks.of_type("metricAlarm:MetricAlarm")}
+    for planned, name in ((wake, "wake"), (idle, "idle")):
+        alarm = deployed[f"elastic-resnet-zero-{name}"]
+        assert (alarm["threshold"], alarm["comparisonOperator"], alarm["treatMissingData"]) == (
+            planned.threshold, planned.comparison, planned.treat_missing_data
+        )  # fmt: skip
+        assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (
+            planned.evaluation_periods, planned.datapoints_to_alarm
+        )  # fmt: skip
+    assert idle.evaluation_periods == 45

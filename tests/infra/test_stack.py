@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.signals import AGENT_NAMESPACE, SCRAPES_PER_PERIOD
+from infra.signals import AGENT_NAMESPACE, SCRAPES_PER_PERIOD, step_for, wake_steps
 from tests.infra.mocks import MOCK_AMI, Declared, Mocks, cli_config_of, run_cli_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -468,3 +468,72 @@ def test_no_resource_name_collides() -> None:
     names = [(d.type, d.name) for d in mocks.declared]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[a-z0-9-]+", name) for _, name in names)
+
+
+# --- scale to zero (issue 11) -------------------------------------------------------------------------
+
+MIN_ZERO = {**REGION_ONLY, "elastic-resnet:fleet": '{"minSize":"0","desiredCapacity":"0"}'}
+
+
+@pytest.fixture(scope="module")
+def zero_stack() -> Mocks:
+    return run_cli_config(MIN_ZERO)[0]
+
+
+def aws_step(value: float, threshold: float, steps: list[dict[str, Any]]) -> int:
+    """The adjustment Auto Scaling applies, read from the declared step adjustments."""
+    for step in steps:
+        lower = float(step.get("metricIntervalLowerBound", "-inf"))
+        upper = float(step.get("metricIntervalUpperBound", "inf"))
+        if lower <= value - threshold < upper:
+            return int(step["scalingAdjustment"])
+    return 0
+
+
+def test_min_zero_wakes_on_requests_meeting_an_empty_group(zero_stack: Mocks) -> None:
+    alarm = alarms_by_name(zero_stack)["elastic-resnet-dev-wake"].inputs
+    assert (alarm["comparisonOperator"], alarm["threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"], alarm["treatMissingData"]) == (1, 1, "notBreaching")
+    queries = {q["id"]: q for q in alarm["metricQueries"]}
+    assert queries["value"]["expression"] == "IF(desired < 1, FILL(refused, 0) + FILL(routed, 0), 0)"
+    assert queries["refused"]["metric"]["metricName"] == "HTTPCode_ELB_503_Count"
+    assert queries["refused"]["metric"]["dimensions"] == {"LoadBalancer": "app/endpoint-alb/abc"}
+    assert queries["routed"]["metric"]["metricName"] == "RequestCount"
+    assert queries["desired"]["metric"]["metricName"] == "GroupDesiredCapacity"
+    wake = policies(zero_stack)["scaling-wake"].inputs
+    assert alarm["alarmActions"] == [
+        f"arn:aws:mock:us-east-1:123456789012:policy/{policies(zero_stack)['scaling-wake'].name}"
+    ]
+    assert (wake["policyType"], wake["adjustmentType"]) == ("StepScaling", "ChangeInCapacity")
+    steps = wake_steps(6000, 4)
+    for value in (1, 5999, 6000, 12000, 18000, 10**6):
+        assert aws_step(value, 1, wake["stepAdjustments"]) == step_for(value, 1, steps)
+
+
+def test_min_zero_goes_back_to_zero_when_idle_and_not_on_low_load(zero_stack: Mocks) -> None:
+    alarms = alarms_by_name(zero_stack)
+    idle = alarms["elastic-resnet-dev-idle"].inputs
+    assert (idle["comparisonOperator"], idle["threshold"]) == ("LessThanThreshold", 1)
+    assert (idle["evaluationPeriods"], idle["datapointsToAlarm"]) == (30, 30)
+    queries = {q["id"]: q for q in idle["metricQueries"]}
+    assert queries["value"]["expression"] == "IF(in_service >= 1, FILL(refused, 0) + FILL(routed, 0), 1)"
+    to_zero = policies(zero_stack)["scaling-to-zero"].inputs
+    assert (to_zero["policyType"], to_zero["adjustmentType"], to_zero["scalingAdjustment"]) == (
+        "SimpleScaling",
+        "ExactCapacity",
+        0,
+    )
+    assert to_zero["cooldown"] == 30 * 60
+    low = {q["id"]: q for q in alarms["elastic-resnet-dev-all-signals-low"].inputs["metricQueries"]}
+    assert low["floored"]["expression"] == "IF(in_service > 1, busiest, 100)" and low["floored"]["returnData"]
+    assert not low["busiest"]["returnData"]
+    group = zero_stack.one("autoscaling/group:Group").inputs
+    assert (group["minSize"], group["desiredCapacity"]) == (0, 0)
+    body = json.loads(zero_stack.one("cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    assert len(body["widgets"][-1]["properties"]["alarms"]) == 7
+
+
+def test_no_wake_up_path_unless_min_zero_and_launching(mocks: Mocks) -> None:
+    assert "elastic-resnet-dev-wake" not in alarms_by_name(mocks)
+    held_back, _ = run_cli_config({**MIN_ZERO, "elastic-resnet:launchInstances": "false"})
+    assert "elastic-resnet-dev-wake" not in alarms_by_name(held_back)
