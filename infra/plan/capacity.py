@@ -88,6 +88,8 @@ def read_capacity(path: Path) -> MeasuredCapacity | None:
     data = json.loads(path.read_text()).get("capacity")
     if data is None:
         return None
+    if not float(data["cpu_ms_per_image_outside_model"]) > 0 or not float(data["model_ceiling_images_per_s"]) > 0:
+        raise ValueError(f"{path}: the capacity figures must be positive: {data}")
     return MeasuredCapacity(
         device=str(data["device"]),
         gpu_name=data.get("gpu_name"),

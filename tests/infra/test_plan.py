@@ -288,6 +288,11 @@ def test_capacity_from_a_measured_benchmark_says_what_binds(tmp_path: Path, caps
     assert a100.capacity_rps == 9600.0 and a100.source.startswith("measured: CPU binds (96 vCPUs)")
     l4 = instance_for("g6e.xlarge", 100, "g4dn.xlarge", None, results)  # L40S is not an L4
     assert "no GPU ceiling measured on L40S" in l4.source
+    results.with_name("zero.json").write_text(
+        json.dumps({"capacity": {**capacity, "cpu_ms_per_image_outside_model": 0}})
+    )
+    with pytest.raises(ValueError, match="must be positive"):
+        instance_for("g4dn.xlarge", 100, "g4dn.xlarge", None, results.with_name("zero.json"))
     best, candidates = recommend(diurnal_week(), DEFAULTS, benchmark=results)
     assert best is not None and {c.instance_type for c in candidates} == {"g4dn.xlarge", "g5.xlarge", "p4d.24xlarge"}
     assert plan_main(["--profile", "flat", "--benchmark", str(results), "--out", str(tmp_path / "plan")]) == 0
