@@ -3,12 +3,17 @@
     python -m bench [--out bench/results] [--concurrency 1 8 32 64] [--requests 384] [--weights PATH]
 
 Prints one table and writes results.json and throughput.png to --out. See docs/performance.md.
+Per level it reports the server's CPU per image served and the part of it spent outside the model's
+forward pass (that CPU minus the forward pass's own CPU per image at the mean batch size the server
+actually ran, measured in the raw section). results.json's ``capacity`` object is read by the planner.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
+import math
 import os
 import platform
 import tempfile
@@ -19,16 +24,16 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from bench import raw_model, report
+from bench import goals, raw_model, report
 from bench.agreement import top1_agreement
 from bench.load import Upload, run_load
 from bench.sample_images import jpeg
-from bench.servers import baseline_server, cpu_seconds, service_server
+from bench.servers import baseline_server, batch_histogram, cpu_seconds, service_server
 from service.model import build_resnet18, load_state_dict
 from service.preprocessing import preprocess
 
 RAW_BATCH_SIZES = (1, 8, 16, 32)
-TARGET_CONCURRENCY = 32
+BASELINE = "baseline (Flask, fp32)"
 
 
 def make_images(count: int, large: int) -> list[bytes]:
@@ -81,33 +86,39 @@ def main() -> None:
                 "requests": args.requests,
                 "warmup": args.warmup,
             },
-            "raw": [],
             "servers": [],
         }
 
         with Progress() as progress:
-            task = progress.add_task("raw model", total=len(precisions) * len(RAW_BATCH_SIZES))
-            for precision in precisions:
-                for batch_size in RAW_BATCH_SIZES:
-                    results["raw"].append(
-                        raw_model.measure(device, precision, batch_size, args.raw_seconds, model).as_dict()
-                    )
-                    progress.advance(task)
+            raw_runs = [(p, b, raw_model.SERVICE) for p in precisions for b in RAW_BATCH_SIZES]
+            raw_runs += [("fp32", b, raw_model.EAGER) for b in RAW_BATCH_SIZES]
+            task = progress.add_task("raw model", total=len(raw_runs))
+            raw: list[raw_model.RawResult] = []
+            for precision, batch_size, variant in raw_runs:
+                raw.append(raw_model.measure(device, precision, batch_size, args.raw_seconds, model, variant))
+                progress.advance(task)
+            results["raw"] = [r.as_dict() for r in raw]
 
-            runs: list[tuple[str, str, Any]] = []  # (name in the table, log file stem, start)
+            # (name in the table, log file stem, start, precision, model variant it runs)
+            runs: list[tuple[str, str, Any, str, str]] = []
             if not args.skip_baseline:
-                runs.append(("baseline (Flask, fp32)", "baseline", lambda log: baseline_server(weights, log)))
+                start = functools.partial(baseline_server, weights)
+                runs.append((BASELINE, "baseline", start, "fp32", raw_model.EAGER))
             for precision in precisions:
                 start = functools.partial(service_server, weights, precision)
-                runs.append((f"service ({precision})", f"service-{precision}", start))
-            for name, stem, start in runs:
+                runs.append((f"service ({precision})", f"service-{precision}", start, precision, raw_model.SERVICE))
+            for name, stem, start, precision, variant in runs:
                 task = progress.add_task(name, total=len(args.concurrency))
                 levels = []
                 with start(args.out / f"{stem}.log") as (url, pid):
                     for concurrency in args.concurrency:
-                        levels.append(_measure_level(url, pid, uploads, concurrency, args))
+                        level = _measure_level(url, pid, uploads, concurrency, args)
+                        model_ms = raw_model.cpu_ms_per_image_at(raw, precision, level["mean_batch_size"], variant)
+                        level["model_cpu_ms_per_image"] = model_ms
+                        level["cpu_ms_per_image_outside_model"] = level["server_cpu_ms_per_image"] - model_ms
+                        levels.append(level)
                         progress.advance(task)
-                results["servers"].append({"name": name, "levels": levels})
+                results["servers"].append({"name": name, "precision": precision, "levels": levels})
                 time.sleep(1)
 
         crops = torch.stack([preprocess(data, 50_000_000) for data in images])
@@ -121,9 +132,16 @@ def main() -> None:
             )  # fmt: skip
 
     results["raw_best"] = [
-        max((r for r in results["raw"] if r["precision"] == p), key=lambda r: r["images_per_s"]) for p in precisions
-    ]
-    results["ratios"] = _ratios(results, precisions)
+        max((r for r in results["raw"] if r["precision"] == p and r["model"] == raw_model.SERVICE),
+            key=lambda r: r["images_per_s"])
+        for p in precisions
+    ]  # fmt: skip
+    results["raw_eager_best"] = max(
+        (r for r in results["raw"] if r["model"] == raw_model.EAGER and r["batch_size"] in goals.EAGER_BATCH_SIZES),
+        key=lambda r: r["images_per_s"],
+    )
+    results["goals"] = goals.evaluate(results, BASELINE)
+    results["capacity"] = _capacity(results, device)
     print(report.table(results))
     report.write_json(results, args.out / "results.json")
     report.plot(results, args.out / "throughput.png")
@@ -133,11 +151,19 @@ def main() -> None:
 def _measure_level(url: str, pid: int, uploads: list[Upload], concurrency: int, args: Any) -> dict[str, Any]:
     if args.warmup:
         run_load(url, uploads, concurrency, args.warmup, 0)
+    batches_before = batch_histogram(url)
     server_before, client_before = cpu_seconds(pid), _own_cpu_seconds()
     load = run_load(url, uploads, concurrency, args.requests, 0)
+    server_cpu = cpu_seconds(pid) - server_before
+    client_cpu = _own_cpu_seconds() - client_before
+    batches_after = batch_histogram(url)
     result = load.as_dict()
-    result["server_cpu_cores"] = (cpu_seconds(pid) - server_before) / load.seconds
-    result["client_cpu_cores"] = (_own_cpu_seconds() - client_before) / load.seconds
+    result["server_cpu_cores"] = server_cpu / load.seconds
+    result["client_cpu_cores"] = client_cpu / load.seconds
+    result["server_cpu_ms_per_image"] = 1000 * server_cpu / load.ok if load.ok else float("nan")
+    # Requests per forward pass (one image per /predict request); 1 for a server without batching.
+    calls, batches = (after - before for after, before in zip(batches_after, batches_before, strict=True))
+    result["mean_batch_size"] = calls / batches if batches else 1.0
     return result
 
 
@@ -146,27 +172,27 @@ def _own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def _at(server: dict[str, Any], concurrency: int) -> float:
-    for level in server["levels"]:
-        if level["concurrency"] == concurrency:
-            return float(level["images_per_s"])
-    return float("nan")
+def _capacity(results: dict[str, Any], device: str) -> dict[str, Any]:
+    """What one instance like this one can serve, for the planner (infra.plan reads this object)."""
+    precision = "fp16" if device == "cuda" else "fp32"  # the service's default on this device
+    level = goals.level(results, f"service ({precision})", goals.TARGET_CONCURRENCY)
+    ceiling = next(r["images_per_s"] for r in results["raw_best"] if r["precision"] == precision)
+    return {
+        "device": device,
+        "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        "precision": precision,
+        "cpu_ms_per_image_outside_model": _finite(level["cpu_ms_per_image_outside_model"]),
+        "cpu_ms_per_image": _finite(level["server_cpu_ms_per_image"]),
+        "model_ceiling_images_per_s": float(ceiling),
+        "cpus": os.cpu_count() or 1,
+        "measured": datetime.date.today().isoformat(),
+    }
 
 
-def _ratios(results: dict[str, Any], precisions: list[str]) -> list[dict[str, Any]]:
-    servers = {server["name"]: server for server in results["servers"]}
-    raw_best = {r["precision"]: r["images_per_s"] for r in results["raw_best"]}
-    ratios = []
-    baseline = servers.get("baseline (Flask, fp32)")
-    for precision in precisions:
-        service = servers[f"service ({precision})"]
-        c = TARGET_CONCURRENCY
-        if baseline:
-            ratios.append({"label": f"service ({precision}) / baseline at concurrency {c}",
-                           "value": _at(service, c) / _at(baseline, c), "target": ">= 5"})  # fmt: skip
-        ratios.append({"label": f"service ({precision}) / raw {precision} ceiling at concurrency {c}",
-                       "value": _at(service, c) / raw_best[precision], "target": ">= 0.6"})  # fmt: skip
-    return ratios
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"capacity figure is not finite: {value}")
+    return float(value)
 
 
 def _seeded_weights(folder: Path) -> Path:

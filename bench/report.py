@@ -15,17 +15,20 @@ def fmt(value: float, digits: int = 1) -> str:
 def table(results: dict[str, Any]) -> str:
     lines = [f"Machine: {results['machine']}", ""]
     lines.append(f"Raw model ceiling ({results['device']}, preprocessed uint8 crops, no HTTP)")
-    lines.append(f"  {'precision':<10}{'batch':>6}{'images/s':>11}{'ms/batch':>10}")
+    lines.append(f"  {'model':<9}{'precision':<10}{'batch':>6}{'images/s':>11}{'ms/batch':>10}{'CPU ms/img':>12}")
     for raw in results["raw"]:
-        images_per_s, ms = fmt(raw["images_per_s"]), fmt(raw["ms_per_batch"])
-        lines.append(f"  {raw['precision']:<10}{raw['batch_size']:>6}{images_per_s:>11}{ms:>10}")
+        images_per_s, ms, cpu = fmt(raw["images_per_s"]), fmt(raw["ms_per_batch"]), fmt(raw["cpu_ms_per_image"])
+        lines.append(
+            f"  {raw['model']:<9}{raw['precision']:<10}{raw['batch_size']:>6}{images_per_s:>11}{ms:>10}{cpu:>12}"
+        )
+    lines.append("  (service: the served forward pass, conv+BN folded; eager: plain torchvision, channels_last)")
     lines.append("")
     load = results["load"]
     lines.append(
         f"HTTP under load: POST /predict, {load['images']} JPEGs ({load['image_sizes']}), "
         f"{load['requests']} requests per level after {load['warmup']} warm-up"
     )
-    header = ["conc", "images/s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU", "client CPU"]
+    header = ["conc", "images/s", "p50 ms", "p99 ms", "errors", "srv cores", "batch", "CPU ms/img", "outside"]
     lines.append(f"  {'server':<22}" + "".join(f"{h:>11}" for h in header))
     for server in results["servers"]:
         for level in server["levels"]:
@@ -33,17 +36,30 @@ def table(results: dict[str, Any]) -> str:
                 str(level["concurrency"]),
                 fmt(level["images_per_s"]),
                 fmt(level["p50_ms"], 0),
-                fmt(level["p95_ms"], 0),
                 fmt(level["p99_ms"], 0),
                 str(level["errors"]),
                 fmt(level["server_cpu_cores"], 2),
-                fmt(level["client_cpu_cores"], 2),
+                fmt(level["mean_batch_size"], 1),
+                fmt(level["server_cpu_ms_per_image"], 1),
+                fmt(level["cpu_ms_per_image_outside_model"], 1),
             ]
             lines.append(f"  {server['name']:<22}" + "".join(f"{c:>11}" for c in cells))
-    lines.append("  (CPU: cores busy during the level, all server processes together / the load generator)")
+    lines.append(
+        "  (srv cores: cores busy, all server processes together; batch: mean requests per forward pass;\n"
+        "   CPU ms/img: server CPU per image served; outside: that minus the forward pass's CPU per image\n"
+        "   at that batch size, from the raw section)"
+    )
     lines.append("")
-    for ratio in results["ratios"]:
-        lines.append(f"  {ratio['label']}: {fmt(ratio['value'], 2)}x  (target {ratio['target']})")
+    lines.append(f"Goals at concurrency {results['goals'][0]['concurrency'] if results['goals'] else '-'}:")
+    for goal in results["goals"]:
+        verdict = "met" if goal["met"] else "MISSED"
+        lines.append(f"  {goal['label']}: {fmt(goal['value'], 2)}  (target {goal['op']} {goal['target']}: {verdict})")
+    capacity = results["capacity"]
+    lines.append(
+        f"Capacity ({capacity['device']}, {capacity['precision']}): {fmt(capacity['cpu_ms_per_image'])} CPU ms per "
+        f"image, {fmt(capacity['cpu_ms_per_image_outside_model'])} outside the model; model ceiling "
+        f"{fmt(capacity['model_ceiling_images_per_s'])} images/s on {capacity['cpus']} CPUs"
+    )
     for agreement in results["agreement"]:
         lines.append(
             f"  top-1 agreement {agreement['precision']} vs fp32 on the benchmark images: "
@@ -71,6 +87,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for raw_best in results["raw_best"]:
         throughput.axhline(raw_best["images_per_s"], linestyle="--", linewidth=1, color="grey")
         throughput.annotate(f"raw {raw_best['precision']}", (1, raw_best["images_per_s"]), fontsize=8, color="grey")
+    eager = results["raw_eager_best"]
+    throughput.axhline(eager["images_per_s"], linestyle=":", linewidth=1, color="black")
+    throughput.annotate("eager fp32 in-process", (1, eager["images_per_s"]), fontsize=8)
     for axis, title, unit in ((throughput, "Throughput", "images/s"), (latency, "p99 latency", "ms")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent clients")

@@ -96,3 +96,20 @@ def cpu_seconds(pid: int) -> float:
             times = process.cpu_times()
             total += times.user + times.system
     return total
+
+
+def batch_histogram(url: str) -> tuple[float, float]:
+    """(calls, batches) so far in BentoML's adaptive batch size histogram of the server behind ``url``
+    (any URL of it); (0, 0) for a server without one (the Flask baseline: no batching)."""
+    base = url.split("/", 3)
+    calls = batches = 0.0
+    try:
+        text = httpx.get("/".join(base[:3]) + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return 0.0, 0.0
+    for line in text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_sum"):
+            calls += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+            batches += float(line.rsplit(" ", 1)[1])
+    return calls, batches

@@ -8,6 +8,16 @@ from starlette.responses import JSONResponse
 # take tens to hundreds of milliseconds, so capacity frees up within a second.
 RETRY_AFTER_S = 1
 
+# Every error status the image endpoints answer, for the OpenAPI document (service.openapi) and the
+# README's error table. A new status a handler or middleware returns belongs here.
+ERROR_STATUSES = {
+    400: "no file, empty file, wrong field name, a URL or text instead of a file, a body that is not multipart",
+    413: "body, image (pixels, read from its header) or image count over the configured limits",
+    422: "not an image, or a truncated/corrupt one (with several images, `image` names the index)",
+    503: "overloaded (shed by adaptive batching or too many requests in flight), or the model is not ready",
+    504: "not answered within the service's 60 s request timeout (BentoML's traffic timeout)",
+}
+
 
 def error_response(status: int, message: str, **extra: object) -> JSONResponse:
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None

@@ -1,9 +1,8 @@
-"""The model worker: ResNet18 behind BentoML's adaptive batching.
+"""The model as the service holds it: weights from the store (or RESNET18_WEIGHTS), device, warm-up, readiness.
 
-Both HTTP endpoints of :class:`service.http_service.ImageClassifier` call :meth:`ResNet18.infer`;
-BentoML merges concurrent calls into one forward pass (``bentoml_service_adaptive_batch_size`` in
-``/metrics`` shows the batch sizes). The worker takes uint8 crops, so decoding and resizing stay in
-the API process and run in parallel with inference.
+:class:`service.http_service.ImageClassifier` owns one :class:`LoadedModel` per worker process and
+feeds it through BentoML's adaptive batching (:mod:`service.batching`), in the same process as the
+HTTP handlers: crops never cross a process boundary.
 """
 
 from __future__ import annotations
@@ -14,34 +13,33 @@ import time
 import bentoml
 import numpy as np
 import torch
-from bentoml.exceptions import ServiceUnavailable
 
 from .config import MODEL_NAME, ModelSettings
 from .model import BatchClassifier, WeightsError, build_resnet18, choose_runtime, load_state_dict, log_cuda_versions
 from .model_store import read_weights
-from .schemas import ModelInfo, WorkerStatus
+from .schemas import ModelInfo
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 SETTINGS = ModelSettings.from_env()
-_ON_GPU = SETTINGS.device == "cuda" or (SETTINGS.device == "auto" and torch.cuda.is_available())
+ON_GPU = SETTINGS.device == "cuda" or (SETTINGS.device == "auto" and torch.cuda.is_available())
 # The longest a request may wait for its batch before BentoML sheds it with 503. A full CPU batch of
 # 32 takes ~0.5 s on 2 cores, a GPU batch of 64 a few ms: these bounds leave room for a queue of
 # several batches, so load within capacity never sees a 503.
-MAX_LATENCY_MS = SETTINGS.max_latency_ms or (1000 if _ON_GPU else 5000)
+MAX_LATENCY_MS = SETTINGS.max_latency_ms or (1000 if ON_GPU else 5000)
 
 UNTRAINED_WARNING = "UNTRAINED WEIGHTS: predictions are random. Import real weights (README, 'The model')."
 
 
-@bentoml.service(name="resnet18", workers=1, traffic={"timeout": 60})
-class ResNet18:
-    # The model `bentoml build` packs into the bento. Not declared when RESNET18_WEIGHTS overrides it,
-    # because `bentoml serve` resolves every declared model before it starts any worker.
-    stored_model = bentoml.models.BentoModel(MODEL_NAME) if SETTINGS.weights is None else None
+class LoadedModel:
+    """ResNet18 loaded and warmed up, or the reason it cannot run here (then it is never ready).
 
-    def __init__(self) -> None:
+    ``reference`` is the service's declared model-store entry, None when RESNET18_WEIGHTS overrides it.
+    Weights that cannot be had raise :class:`WeightsError`: start-up fails, never a silent fallback."""
+
+    def __init__(self, reference: bentoml.models.BentoModel | None) -> None:
         log_cuda_versions()
-        state, tag, weights = self._load()
+        state, tag, weights = _weights(reference)
         self.classifier: BatchClassifier | None = None
         self.not_ready_reason: str | None = None
         try:
@@ -49,7 +47,7 @@ class ResNet18:
         except RuntimeError as exc:
             # Stay up but never ready: the load balancer keeps traffic away and the reason is logged.
             self.not_ready_reason = str(exc)
-            logger.error("model worker is not ready: %s", exc)
+            logger.error("model is not ready: %s", exc)
             runtime = None
         self.info = ModelInfo(
             tag=tag,
@@ -61,9 +59,10 @@ class ResNet18:
         )
         if runtime is None:
             return
-        self.classifier = BatchClassifier(build_resnet18(state), runtime)
+        classifier = BatchClassifier(build_resnet18(state), runtime)
         started = time.perf_counter()
-        sizes = self.classifier.warm_up(SETTINGS.max_batch_size)
+        sizes = classifier.warm_up(SETTINGS.max_batch_size)
+        self.classifier = classifier  # ready only now: no request pays for lazy initialisation
         logger.info(
             "resnet18 ready on %s/%s: weights %s; warmed batch sizes %s in %.1f s; torch threads %d; "
             "max batch %d, max latency %d ms",
@@ -79,35 +78,26 @@ class ResNet18:
         if state is None:
             logger.warning("=" * 72 + "\n%s\n" + "=" * 72, UNTRAINED_WARNING)
 
-    def _load(self) -> tuple[dict[str, torch.Tensor] | None, str | None, str]:
-        """(state dict or None for untrained, model-store tag, description). Raises WeightsError."""
-        if SETTINGS.weights is not None:
-            state, description = load_state_dict(SETTINGS.weights)
-            return state, None, f"RESNET18_WEIGHTS={SETTINGS.weights}: {description}"
-        # Never a silent fallback: a missing or unreadable store model fails start-up here.
-        reference = type(self).stored_model
-        assert reference is not None
-        if reference.stored is None:
-            raise WeightsError(
-                f"no '{MODEL_NAME}' model in the BentoML model store ({reference.tag}) and RESNET18_WEIGHTS is "
-                "not set: run `python -m service.import_model --weights imagenet|PATH` first"
-            )
-        stored = read_weights(reference.stored)
-        return stored.state_dict, stored.tag, stored.description
-
-    def __is_ready__(self) -> bool:
+    @property
+    def ready(self) -> bool:
         return self.classifier is not None
 
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=SETTINGS.max_batch_size, max_latency_ms=MAX_LATENCY_MS)
-    def infer(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, 3, 224, 224) crops -> float32 (N, 1000) probabilities.
+    def infer(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 (N, 3, 224, 224) crops -> float32 (N, 1000) probabilities (the batch function)."""
+        assert self.classifier is not None, "infer() before the model is ready"
+        return self.classifier(torch.from_numpy(crops)).numpy()
 
-        numpy, not torch, at this boundary: BentoML's batching concatenates and splits ndarrays
-        natively, and pickle protocol 5 ships them between processes without copies."""
-        if self.classifier is None:
-            raise ServiceUnavailable(f"model worker not ready: {self.not_ready_reason}")
-        return self.classifier(torch.from_numpy(images)).numpy()
 
-    @bentoml.api
-    def describe(self) -> WorkerStatus:
-        return WorkerStatus(ready=self.__is_ready__(), not_ready_reason=self.not_ready_reason, model=self.info)
+def _weights(reference: bentoml.models.BentoModel | None) -> tuple[dict[str, torch.Tensor] | None, str | None, str]:
+    """(state dict or None for untrained, model-store tag, description). Raises WeightsError."""
+    if SETTINGS.weights is not None:
+        state, description = load_state_dict(SETTINGS.weights)
+        return state, None, f"RESNET18_WEIGHTS={SETTINGS.weights}: {description}"
+    if reference is None or reference.stored is None:
+        tag = reference.tag if reference is not None else MODEL_NAME
+        raise WeightsError(
+            f"no '{MODEL_NAME}' model in the BentoML model store ({tag}) and RESNET18_WEIGHTS is "
+            "not set: run `python -m service.import_model --weights imagenet|PATH` first"
+        )
+    stored = read_weights(reference.stored)
+    return stored.state_dict, stored.tag, stored.description

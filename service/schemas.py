@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 from pydantic import BaseModel, Field
 
 from .model import LABELS
@@ -41,9 +41,13 @@ class Prediction(ClassScore):
     model: ModelInfo
 
 
-def predictions_from(probabilities: torch.Tensor, model: ModelInfo) -> list[Prediction]:
-    """(N, 1000) probabilities -> one Prediction per row, in order."""
-    scores, indices = probabilities.topk(TOP_K, dim=1)
+def predictions_from(probabilities: np.ndarray, model: ModelInfo) -> list[Prediction]:
+    """(N, 1000) probabilities -> one Prediction per row, in order.
+
+    numpy, not torch: this runs on the event loop's thread, where a torch operator could start an
+    OpenMP team competing with the forward pass's."""
+    indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :TOP_K]
+    scores = np.take_along_axis(probabilities, indices, axis=1)
     answers = []
     for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
         top = [ClassScore(class_id=i, label=LABELS[i], score=s) for s, i in zip(row_scores, row_indices, strict=True)]

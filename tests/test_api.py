@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import io
+import select
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -10,15 +13,19 @@ from typing import Any
 import httpx
 import pytest
 import torch
+from openapi_spec_validator import validate
 from PIL import Image
 from torchvision.models import ResNet18_Weights
 
+from service.errors import ERROR_STATUSES
+from service.timeouts import KEEPALIVE_S
 from tests import images
 from tests.server import Server
 
 pytestmark = pytest.mark.server
 
 LABELS = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+UVICORN_DEFAULT_KEEPALIVE_S = 5  # what `bentoml serve` passes to uvicorn without --timeout-keep-alive
 
 
 def predict(server: Server, data: bytes, name: str = "image.jpg") -> httpx.Response:
@@ -136,8 +143,8 @@ def test_concurrent_requests_are_merged_into_batches(server: Server) -> None:
 
 
 def test_sustained_concurrency_never_fails(server: Server) -> None:
-    """More than 100 concurrent calls into the model worker: BentoML's client replaces its session
-    every 100 requests and drops what is in flight on the old one; the service retries those."""
+    """Well over 100 requests at 16 concurrent clients, all answered (a two-service design once lost
+    requests here when BentoML's inter-service client replaced its session every 100 calls)."""
     data = images.jpeg(seed=7)
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(lambda _: predict(server, data).status_code, range(160)))
@@ -301,3 +308,45 @@ def test_two_files_on_predict(server: Server) -> None:
     files = [("image", ("a.jpg", images.jpeg())), ("image", ("b.jpg", images.jpeg(seed=1)))]
     assert_client_error(httpx.post(f"{server.url}/predict", files=files), 400, "one file")
     assert_still_serving(server)
+
+
+# --- connections and the API's self-description ----------------------------------------------------------
+
+
+def test_idle_keepalive_connection_outlives_uvicorns_default(server: Server) -> None:
+    """uvicorn's default closes idle connections after 5 s; the service keeps them for KEEPALIVE_S
+    (above the load balancer's idle timeout), so a reused connection is still open."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", "/livez")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and first.getheader("connection") != "close"
+        sock = connection.sock
+        assert sock is not None
+        time.sleep(UVICORN_DEFAULT_KEEPALIVE_S + 2)
+        # Still open: a connection the server had closed would be readable (end of stream).
+        readable, _, _ = select.select([sock], [], [], 0)
+        assert not readable, "the server closed the idle connection"
+        connection.request("GET", "/livez")
+        second = connection.getresponse()
+        second.read()
+        assert second.status == 200 and connection.sock is sock  # the same connection, reused
+    finally:
+        connection.close()
+    assert KEEPALIVE_S > UVICORN_DEFAULT_KEEPALIVE_S + 2
+
+
+def test_openapi_document_validates_and_lists_the_real_statuses(server: Server) -> None:
+    document = httpx.get(f"{server.url}/docs.json").json()
+    validate(document)  # openapi-spec-validator: a client generator can read it
+    schemas = document["components"]["schemas"]
+    for route in ("/classify", "/predict"):
+        responses = document["paths"][route]["post"]["responses"]
+        assert set(responses) == {"200", *(str(status) for status in ERROR_STATUSES)}
+        for status in ERROR_STATUSES:
+            assert responses[str(status)]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    assert schemas["Error"]["required"] == ["error"]
+    # The statuses the tests above provoke are all documented.
+    assert {400, 413, 422, 503} <= set(ERROR_STATUSES)

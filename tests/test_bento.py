@@ -47,7 +47,7 @@ def test_bento_declares_the_model(built_bento: tuple[str, Path], model_store: tu
     info = yaml.safe_load((path / "bento.yaml").read_text())
     assert info["entry_service"] == "image-classifier"
     services = {service["name"]: service for service in info["services"]}
-    assert [model["tag"] for model in services["resnet18"]["models"]] == [model_tag]
+    assert [model["tag"] for model in services["image-classifier"]["models"]] == [model_tag]
 
 
 def test_bento_pins_the_torch_the_tests_ran_with(built_bento: tuple[str, Path]) -> None:

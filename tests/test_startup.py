@@ -106,8 +106,11 @@ def test_overload_is_shed_with_503_json_and_retry_after(tmp_path: Path, model_st
 
 
 def run_model_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Start the model worker class alone, as its server process would."""
-    code = "from service.model_service import ResNet18; ResNet18()"
+    """Load the model alone, as a worker process of the service does at start-up."""
+    code = (
+        "from service.http_service import ImageClassifier; from service.model_service import LoadedModel; "
+        "LoadedModel(ImageClassifier.inner.stored_model)"
+    )
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO,
