@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 3000
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: serve test lint typecheck build clean lock bench
+.PHONY: serve test lint typecheck build clean lock bench wheels
 
 $(VENV)/.installed: requirements.lock.txt requirements-dev.txt infra/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ typecheck: $(VENV)/.installed
 ## The benchmark: raw model vs a plain Flask server vs this service (docs/performance.md).
 bench: $(VENV)/.installed
 	$(PY) -m bench
+
+## Wheels for bench/gpu_check.sh on a GPU machine without a package index (Python 3.12, torch preinstalled).
+wheels: $(VENV)/.installed
+	$(PY) -m bench.wheels --dest wheels --python-version 3.12
 
 ## Build the bento (GPU container recipe + model) into the BentoML store.
 build: $(VENV)/.installed

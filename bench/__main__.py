@@ -10,10 +10,14 @@ actually ran, measured in the raw section). results.json's ``capacity`` object i
 
 from __future__ import annotations
 
+# isort: off
+# Before torch loads: the service's OpenMP setting (service/__init__.py), so that the raw forward pass
+# is measured as the service runs it.
+import service  # noqa: F401
+# isort: on
+
 import argparse
-import datetime
 import functools
-import math
 import os
 import platform
 import tempfile
@@ -26,9 +30,11 @@ from rich.progress import Progress
 
 from bench import goals, raw_model, report
 from bench.agreement import top1_agreement
-from bench.load import Upload, run_load
+from bench.capacity import capacity
+from bench.levels import measure_level
+from bench.load import Upload
 from bench.sample_images import jpeg
-from bench.servers import baseline_server, batch_histogram, cpu_seconds, service_server
+from bench.servers import baseline_server, service_server
 from service.model import build_resnet18, load_state_dict
 from service.preprocessing import preprocess
 
@@ -112,7 +118,7 @@ def main() -> None:
                 levels = []
                 with start(args.out / f"{stem}.log") as (url, pid):
                     for concurrency in args.concurrency:
-                        level = _measure_level(url, pid, uploads, concurrency, args)
+                        level = measure_level(url, pid, uploads, concurrency, args.requests, args.warmup)
                         model_ms = raw_model.cpu_ms_per_image_at(raw, precision, level["mean_batch_size"], variant)
                         level["model_cpu_ms_per_image"] = model_ms
                         level["cpu_ms_per_image_outside_model"] = level["server_cpu_ms_per_image"] - model_ms
@@ -148,51 +154,12 @@ def main() -> None:
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'throughput.png'}")
 
 
-def _measure_level(url: str, pid: int, uploads: list[Upload], concurrency: int, args: Any) -> dict[str, Any]:
-    if args.warmup:
-        run_load(url, uploads, concurrency, args.warmup, 0)
-    batches_before = batch_histogram(url)
-    server_before, client_before = cpu_seconds(pid), _own_cpu_seconds()
-    load = run_load(url, uploads, concurrency, args.requests, 0)
-    server_cpu = cpu_seconds(pid) - server_before
-    client_cpu = _own_cpu_seconds() - client_before
-    batches_after = batch_histogram(url)
-    result = load.as_dict()
-    result["server_cpu_cores"] = server_cpu / load.seconds
-    result["client_cpu_cores"] = client_cpu / load.seconds
-    result["server_cpu_ms_per_image"] = 1000 * server_cpu / load.ok if load.ok else float("nan")
-    # Requests per forward pass (one image per /predict request); 1 for a server without batching.
-    calls, batches = (after - before for after, before in zip(batches_after, batches_before, strict=True))
-    result["mean_batch_size"] = calls / batches if batches else 1.0
-    return result
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 def _capacity(results: dict[str, Any], device: str) -> dict[str, Any]:
-    """What one instance like this one can serve, for the planner (infra.plan reads this object)."""
     precision = "fp16" if device == "cuda" else "fp32"  # the service's default on this device
     level = goals.level(results, f"service ({precision})", goals.TARGET_CONCURRENCY)
     ceiling = next(r["images_per_s"] for r in results["raw_best"] if r["precision"] == precision)
-    return {
-        "device": device,
-        "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else None,
-        "precision": precision,
-        "cpu_ms_per_image_outside_model": _finite(level["cpu_ms_per_image_outside_model"]),
-        "cpu_ms_per_image": _finite(level["server_cpu_ms_per_image"]),
-        "model_ceiling_images_per_s": float(ceiling),
-        "cpus": os.cpu_count() or 1,
-        "measured": datetime.date.today().isoformat(),
-    }
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"capacity figure is not finite: {value}")
-    return float(value)
+    gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else None
+    return capacity(device, gpu_name, precision, level, ceiling)
 
 
 def _seeded_weights(folder: Path) -> Path:

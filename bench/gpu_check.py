@@ -1,8 +1,16 @@
 """One-shot GPU check: raw fp16/fp32 ceiling per batch size, fp16 vs fp32 top-1 agreement, and
 end-to-end images/s through the service (`bentoml serve`), or through the same batched model path
-in-process when BentoML is not installed. Writes gpu_check.json; run by bench/gpu_check.sh."""
+in-process when BentoML is not installed. Writes gpu_check.json (with the planner's ``capacity``
+object when the service ran); run by bench/gpu_check.sh.
+
+Imports only torch, torchvision and the service's light modules at the top: the HTTP client and the
+server tools come with BentoML's wheels and are imported only on the path that uses them."""
 
 from __future__ import annotations
+
+# isort: off
+import service  # noqa: F401  (the service's OpenMP setting, before torch loads)
+# isort: on
 
 import argparse
 import importlib.util
@@ -19,7 +27,6 @@ import torch
 
 from bench import raw_model
 from bench.agreement import top1_agreement
-from bench.load import Upload, run_load
 from bench.sample_images import jpeg
 from service.model import BatchClassifier, RuntimeChoice, build_resnet18
 from service.preprocessing import preprocess
@@ -77,6 +84,9 @@ def main() -> None:
     if importlib.util.find_spec("bentoml") is not None and shutil.which(
         "bentoml", path=str(Path(sys.executable).parent)
     ):
+        from bench.capacity import capacity
+        from bench.levels import measure_level
+        from bench.load import Upload
         from bench.servers import service_server
 
         uploads = [Upload.of("image", data) for data in images]
@@ -85,17 +95,27 @@ def main() -> None:
             torch.save(model.state_dict(), weights)
             precision = "fp16" if args.device == "cuda" else "fp32"
             env = {"RESNET18_DEVICE": args.device, "RESNET18_MAX_BATCH_SIZE": "64"}
-            with service_server(weights, precision, args.out / "gpu-service.log", env) as (url, _):
+            measured = [raw_model.RawResult(**r) for r in results["raw"]]
+            with service_server(weights, precision, args.out / "gpu-service.log", env) as (url, pid):
                 results["service"] = []
                 for concurrency in CONCURRENCY:
-                    run_load(url, uploads, concurrency, 128, 0)
-                    level = run_load(url, uploads, concurrency, args.requests, 0).as_dict()
+                    level = measure_level(url, pid, uploads, concurrency, args.requests, 128)
+                    model_ms = raw_model.cpu_ms_per_image_at(measured, precision, level["mean_batch_size"])
+                    level["model_cpu_ms_per_image"] = model_ms
+                    level["cpu_ms_per_image_outside_model"] = level["server_cpu_ms_per_image"] - model_ms
                     results["service"].append(level)
                     print(
                         f"service c={concurrency:>3}: {level['images_per_s']:8.1f} images/s, "
-                        f"p99 {level['p99_ms']:.0f} ms, errors {level['errors']}",
+                        f"p99 {level['p99_ms']:.0f} ms, errors {level['errors']}, "
+                        f"CPU {level['server_cpu_ms_per_image']:.2f} ms/image "
+                        f"({level['cpu_ms_per_image_outside_model']:.2f} outside the model), "
+                        f"batch {level['mean_batch_size']:.1f}",
                         flush=True,
                     )
+            at_32 = next(level for level in results["service"] if level["concurrency"] == 32)
+            ceiling = max(r.images_per_s for r in measured if r.precision == precision)
+            gpu_name = torch.cuda.get_device_name(0) if args.device == "cuda" else None
+            results["capacity"] = capacity(args.device, gpu_name, precision, at_32, ceiling)
     else:
         rate = in_process_pipeline(images, model, args.device, args.seconds * 3)
         results["in_process_pipeline_images_per_s"] = rate

@@ -26,13 +26,20 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def managed_process(
-    command: list[str], env: dict[str, str], log: Path, ready_url: str | None = None, timeout_s: float = 180
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready_url: str | None = None,
+    timeout_s: float = 180,
+    unset: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` in its own process group (so stopping it stops its workers too), logging to
-    ``log``; with ``ready_url``, yield only once that URL answers 200."""
+    ``log``, with this process's environment plus ``env`` minus ``unset``; with ``ready_url``, yield
+    only once that URL answers 200."""
+    full_env = {name: value for name, value in {**os.environ, **env}.items() if name not in unset}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         deadline = time.monotonic() + timeout_s
@@ -62,10 +69,12 @@ def managed_process(
 
 @contextlib.contextmanager
 def baseline_server(weights: Path, log: Path) -> Iterator[tuple[str, int]]:
-    """The classic Flask example; yields its /predict URL and process id."""
+    """The classic Flask example, with torch's default OpenMP behaviour (not the service's setting);
+    yields its /predict URL and process id."""
     port = free_port()
     command = [sys.executable, "-m", "bench.baseline_server", "--port", str(port), "--weights", str(weights)]
-    with managed_process(command, {}, log, f"http://127.0.0.1:{port}/health", timeout_s=120) as process:
+    ready = f"http://127.0.0.1:{port}/health"
+    with managed_process(command, {}, log, ready, timeout_s=120, unset=("OMP_WAIT_POLICY",)) as process:
         yield f"http://127.0.0.1:{port}/predict", process.pid
 
 
