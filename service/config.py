@@ -17,6 +17,8 @@ Device = Literal["auto", "cpu", "cuda"]
 MODEL_NAME = "resnet18"  # name of the model in the BentoML model store
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
+Decode = Literal["cpu", "device"]
+DECODES: tuple[Decode, ...] = ("cpu", "device")
 
 
 class ConfigError(ValueError):
@@ -38,7 +40,7 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> str:
-    value = os.environ.get(name, "auto").strip().lower() or "auto"
+    value = os.environ.get(name, choices[0]).strip().lower() or choices[0]
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
@@ -53,6 +55,7 @@ class ModelSettings:
     device: Device
     max_batch_size: int
     max_latency_ms: int | None  # None: chosen for the device (see service.model_service)
+    decode: Decode  # where JPEGs are decoded: "device" = on the model's GPU (service.device_decode)
 
     @classmethod
     def from_env(cls) -> ModelSettings:
@@ -64,6 +67,7 @@ class ModelSettings:
             device=_choice("RESNET18_DEVICE", DEVICES),  # type: ignore[arg-type]
             max_batch_size=env_int("RESNET18_MAX_BATCH_SIZE", 32),
             max_latency_ms=env_int("RESNET18_MAX_LATENCY_MS", 1) if latency else None,
+            decode=_choice("RESNET18_DECODE", DECODES),  # type: ignore[arg-type]
         )
 
 

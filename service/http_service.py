@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from starlette.responses import JSONResponse
 
-from . import keepalive, multipart
+from . import device_decode, keepalive, multipart
 from .admission import AdmissionControl
 from .batching import AdaptiveBatcher, Overloaded
 from .config import MODEL_NAME, InputLimits, env_int
@@ -63,6 +63,7 @@ class ImageClassifier:
         )
         # Decoding is CPU-bound C code that releases the GIL: one thread per core decodes in parallel.
         self._decoders = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
+        self._decode_device = _decode_device(SETTINGS.decode, self.model)
 
     def __is_ready__(self) -> bool:
         return self.model.ready
@@ -86,9 +87,16 @@ class ImageClassifier:
         answer = await self._classify([image])
         return answer if isinstance(answer, JSONResponse) else answer[0]  # type: ignore[return-value]
 
-    async def _classify(self, paths: list[Path]) -> list[Prediction] | JSONResponse:
+    async def _classify(self, uploads: list[Path]) -> list[Prediction] | JSONResponse:
+        datas = [multipart.read_upload(upload) for upload in uploads]  # in memory already
+        loop = asyncio.get_running_loop()
+        on_device: dict[int, np.ndarray] = {}
+        if self._decode_device is not None:
+            on_device = await loop.run_in_executor(self._decoders, _device_crops, datas, self._decode_device)
         try:
-            crops = await asyncio.gather(*(self._decode(i, path) for i, path in enumerate(paths)))
+            crops = await asyncio.gather(
+                *(self._decode(i, data) if i not in on_device else _ready(on_device[i]) for i, data in enumerate(datas))
+            )
         except _BadImage as bad:
             return error_response(bad.error.status, f"image {bad.index}: {bad.error}", image=bad.index)
         if not self.model.ready:
@@ -105,15 +113,44 @@ class ImageClassifier:
             )
         return predictions_from(probabilities, self.model.info)
 
-    async def _decode(self, index: int, path: Path) -> np.ndarray:
+    async def _decode(self, index: int, data: bytes) -> np.ndarray:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._decoders, _read_and_preprocess, path)
+            return await asyncio.get_running_loop().run_in_executor(self._decoders, _preprocess, data)
         except ImageError as exc:
             raise _BadImage(index, exc) from None
 
 
-def _read_and_preprocess(upload: Path) -> np.ndarray:
-    return preprocess(multipart.read_upload(upload), LIMITS.max_image_pixels).numpy()
+def _preprocess(data: bytes) -> np.ndarray:
+    return preprocess(data, LIMITS.max_image_pixels).numpy()
+
+
+def _device_crops(datas: list[bytes], device: torch.device) -> dict[int, np.ndarray]:
+    """The crops of the request's JPEGs the device path takes, by index; {} when the device refuses
+    the batch (then the CPU path decodes every image, and answers for the bad ones)."""
+    indices = [i for i, data in enumerate(datas) if device_decode.takes_device_path(data, LIMITS.max_image_pixels)]
+    if not indices:
+        return {}
+    try:
+        crops = device_decode.decode_batch([datas[i] for i in indices], device).cpu().numpy()
+    except RuntimeError as exc:
+        logger.info("device JPEG decoding refused a batch (%s); decoding on the CPU", exc)
+        return {}
+    return dict(zip(indices, crops, strict=True))
+
+
+async def _ready(crop: np.ndarray) -> np.ndarray:
+    return crop
+
+
+def _decode_device(setting: str, model: LoadedModel) -> torch.device | None:
+    """Where RESNET18_DECODE=device decodes JPEGs: the model's GPU; None (the CPU path) otherwise."""
+    if setting != "device":
+        return None
+    if model.classifier is None or model.classifier.runtime.device.type != "cuda":
+        logger.warning("RESNET18_DECODE=device needs the model on a GPU; decoding on the CPU")
+        return None
+    logger.info("JPEGs are decoded on %s (nvJPEG); other images on the CPU", model.classifier.runtime.device)
+    return model.classifier.runtime.device
 
 
 class _BadImage(Exception):

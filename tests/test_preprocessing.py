@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torchvision.models import ResNet18_Weights
 
+from service.device_decode import decode_batch, takes_device_path
 from service.preprocessing import DRAFT_MIN_SIDE, ImageError, decode_image, normalize, preprocess
 from tests import images
 
@@ -68,3 +69,42 @@ def test_pixel_limit_is_checked_from_the_header() -> None:
     with pytest.raises(ImageError, match="4000x3000") as info:
         decode_image(data, max_pixels=10_000_000)
     assert info.value.status == 413
+
+
+# --- the GPU decoding path (RESNET18_DECODE=device), run here on the CPU ----------------------------------
+
+
+def test_device_path_takes_plain_jpegs_only() -> None:
+    taken = [images.jpeg(), images.grayscale_jpeg(), images.twelve_megapixel_jpeg()]
+    left = [
+        images.cmyk_jpeg(),
+        images.exif_rotated_jpeg()[0],
+        images.png_with_alpha(),
+        images.truncated_jpeg()[:100],
+        b"garbage",
+        b"",
+    ]
+    assert all(takes_device_path(data, PIXELS) for data in taken)
+    assert not any(takes_device_path(data, PIXELS) for data in left)
+    assert not takes_device_path(images.jpeg(500, 375), max_pixels=500 * 375 - 1)  # the pixel limit holds
+
+
+def test_device_path_matches_the_cpu_path(reference_model: torch.nn.Module) -> None:
+    """The same code as on a GPU, on the CPU: within one grey level of the PIL path (another resize
+    implementation), and the same top-5 from the model."""
+    datas = [images.jpeg(*size, seed=sum(size)) for size in [(500, 375), (375, 500), (640, 480), (257, 1200)]]
+    datas.append(images.grayscale_jpeg())
+    device_crops = decode_batch(datas, torch.device("cpu"))
+    cpu_crops = torch.stack([preprocess(data, PIXELS) for data in datas])
+    assert device_crops.shape == cpu_crops.shape and device_crops.dtype == torch.uint8
+    assert (device_crops.int() - cpu_crops.int()).abs().max() <= 1
+    with torch.inference_mode():
+        on_device = reference_model(normalize(device_crops)).softmax(dim=1)
+        on_cpu = reference_model(normalize(cpu_crops)).softmax(dim=1)
+    assert torch.equal(on_device.topk(5).indices, on_cpu.topk(5).indices)
+    assert torch.allclose(on_device, on_cpu, atol=1e-3)
+
+
+def test_device_path_refuses_a_corrupt_batch() -> None:
+    with pytest.raises(RuntimeError):
+        decode_batch([images.jpeg(), images.truncated_jpeg()], torch.device("cpu"))
