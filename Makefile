@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 3000
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: serve test lint typecheck build clean lock bench wheels
+.PHONY: serve test lint typecheck build clean lock bench wheels image image-check
 
 $(VENV)/.installed: requirements.lock.txt requirements-dev.txt infra/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ wheels: $(VENV)/.installed
 ## Build the bento (GPU container recipe + model) into the BentoML store.
 build: $(VENV)/.installed
 	$(VENV)/bin/bentoml build
+
+## The real container image, built here without Docker (podman + a local stand-in base): docs/container.md.
+image: $(VENV)/.installed
+	container/build.sh
+
+## Run the image hardened and check it against `bentoml serve` (after `make image`).
+image-check: $(VENV)/.installed
+	container/check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""How the service container is run: one hardened set of `docker run` / `podman run` flags, used by the
+instances' user data and by the local image check (container/run.sh), so both run the image the same way.
+
+- read-only root filesystem; the one writable place is a tmpfs at /tmp. The image's BENTOML_HOME points
+  into it (bentofile.yaml): BentoML creates its home, the Prometheus multiprocess files and its task
+  store there at start, and starlette spools uploads over 1 MiB there.
+- no Linux capabilities and no privilege gain (setuid binaries) inside the container.
+- a stop timeout that gives the service its drain bound, plus a grace for the processes to exit, before
+  the engine sends SIGKILL.
+
+Pure: no Pulumi imports (``python -m infra.container`` prints the flags for shell scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Literal
+
+from service.timeouts import DRAIN_TIMEOUT_S
+
+Engine = Literal["docker", "podman"]
+
+CONTAINER_PORT = 3000  # BentoML's port inside the image
+SCRATCH_DIR = "/tmp"  # the only writable path; bentofile.yaml's BENTOML_HOME must lie under it
+BENTOML_HOME = f"{SCRATCH_DIR}/bentoml"
+# After the drain bound: the API and model worker processes exit and the log driver flushes.
+EXIT_GRACE_S = 10
+STOP_TIMEOUT_S = DRAIN_TIMEOUT_S + EXIT_GRACE_S
+
+
+def hardened_run_flags(engine: Engine = "docker") -> list[str]:
+    """The security and lifecycle flags of the service container (no name, ports, env or image)."""
+    flags = [
+        "--read-only",
+        # tmpfs size left at the kernel default (half the host's memory): uploads in flight are bounded
+        # by the service's admission limits, and a full tmpfs would turn them into errors.
+        "--tmpfs",
+        f"{SCRATCH_DIR}:rw,nosuid,nodev,noexec,mode=1777",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--stop-timeout",
+        str(STOP_TIMEOUT_S),
+    ]
+    if engine == "podman":
+        # podman adds tmpfs on /tmp, /var/tmp and /run to a --read-only container by default; Docker
+        # does not. Turned off, so the local check runs the image exactly as the instances do.
+        flags.insert(1, "--read-only-tmpfs=false")
+    return flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.container", description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", choices=["docker", "podman"], default="docker")
+    parser.add_argument("--lines", action="store_true", help="one flag per line (for bash mapfile)")
+    args = parser.parse_args(argv)
+    flags = hardened_run_flags(args.engine)
+    print("\n".join(flags) if args.lines else shlex.join(flags))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

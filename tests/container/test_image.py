@@ -1,0 +1,73 @@
+"""The real image, running as the instances run it: hardened, non-root, and answering exactly as
+`bentoml serve` of the same code and weights does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.container import STOP_TIMEOUT_S
+from tests import images
+from tests.container.conftest import Container, podman
+from tests.server import Server
+
+pytestmark = pytest.mark.server
+
+
+def test_runs_hardened_as_non_root(container: Container) -> None:
+    info = container.inspect()
+    host = info["HostConfig"]
+    config = info["Config"]
+    assert isinstance(host, dict) and isinstance(config, dict)
+    assert host["ReadonlyRootfs"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert any("no-new-privileges" in opt for opt in host["SecurityOpt"] or [])
+    assert host["CapAdd"] in (None, [])
+    assert config["StopTimeout"] == STOP_TIMEOUT_S
+    assert podman("exec", container.name, "id", "-u").stdout.strip() != "0"
+    # The code and model are not writable; /tmp (BentoML's home) is.
+    denied = podman("exec", container.name, "touch", "/home/bentoml/bento/x", check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+    assert podman("exec", container.name, "sh", "-c", 'test -d "$BENTOML_HOME" && echo ok').stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [images.png_with_alpha(), images.grayscale_jpeg(), images.cmyk_jpeg(), images.twelve_megapixel_jpeg()],
+    ids=["png-alpha", "grayscale-jpeg", "cmyk-jpeg", "12mp-jpeg"],
+)
+def test_predict_equals_bentoml_serve(container: Container, reference: Server, data: bytes) -> None:
+    files = {"image": ("x", data)}
+    got = httpx.post(f"{container.url}/predict", files=files, timeout=120)
+    expected = httpx.post(f"{reference.url}/predict", files=files, timeout=120)
+    assert got.status_code == expected.status_code == 200, got.text
+    assert got.json() == expected.json()
+
+
+def test_classify_equals_bentoml_serve(container: Container, reference: Server) -> None:
+    batch = [("images", (f"{i}", data)) for i, data in enumerate([images.palette_gif(), images.animated_gif()])]
+    got = httpx.post(f"{container.url}/classify", files=batch, timeout=120)
+    expected = httpx.post(f"{reference.url}/classify", files=batch, timeout=120)
+    assert got.status_code == expected.status_code == 200, got.text
+    assert got.json() == expected.json()
+    assert len(got.json()) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "request_kwargs", "status"),
+    [
+        ("/predict", {"files": {"image": ("x", b"not an image at all")}}, 422),
+        ("/predict", {"files": {"image": ("x", images.truncated_jpeg())}}, 422),
+        ("/predict", {"files": {"picture": ("x", images.grayscale_jpeg())}}, 400),
+        ("/predict", {"content": b'{"image": "x"}', "headers": {"content-type": "application/json"}}, 400),
+        ("/classify", {"data": {"images": "http://169.254.169.254/latest/meta-data/"}}, 400),
+        ("/predict", {"files": {"image": ("x", images.decompression_bomb_png())}}, 413),
+    ],
+    ids=["not-an-image", "truncated-jpeg", "wrong-field", "json-body", "url-instead-of-file", "bomb"],
+)
+def test_bad_input_gets_4xx_json(container: Container, path: str, request_kwargs: dict[str, Any], status: int) -> None:
+    response = httpx.post(f"{container.url}{path}", timeout=60, **request_kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
