@@ -14,7 +14,7 @@ name=elastic-resnet-stop-check
 port=$("$VENV/bin/python" -c 'from bench.servers import free_port; print(free_port())')
 "$CONTAINER_DIR/run.sh" "$name" "$port" --env RESNET18_DEVICE=cpu >/dev/null
 trap 'podman rm --force --time 0 "$name" >/dev/null 2>&1 || true' EXIT
-until curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"; do
+until curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; do
   [[ $(podman inspect --format '{{.State.Running}}' "$name") == true ]] || { podman logs "$name" | tail -50; exit 1; }
   sleep 1
 done

@@ -1,9 +1,12 @@
 """How the service container is run: one hardened set of `docker run` / `podman run` flags, used by the
 instances' user data and by the local image check (container/run.sh), so both run the image the same way.
 
-- read-only root filesystem; the one writable place is a tmpfs at /tmp. The image's BENTOML_HOME points
-  into it (bentofile.yaml): BentoML creates its home, the Prometheus multiprocess files and its task
-  store there at start, and starlette spools uploads over 1 MiB there.
+- read-only root filesystem; the one writable place is a tmpfs at /tmp. BENTOML_HOME is moved into it:
+  BentoML creates its stores, Prometheus multiprocess files and task database there at every start (the
+  bento itself, code and model, stays read-only at /home/bentoml/bento). Starlette spools uploads over
+  1 MiB to /tmp too. The variable is set here, not in bentofile.yaml: BentoML 1.4.40's Dockerfile sets
+  ``ENV BENTOML_HOME=/home/bentoml/`` before the bentofile's envs, and a Dockerfile ENV shadows the
+  ``ARG`` those envs are declared with, so a bentofile value never reaches the image.
 - no Linux capabilities and no privilege gain (setuid binaries) inside the container.
 - a stop timeout that gives the service its drain bound, plus a grace for the processes to exit, before
   the engine sends SIGKILL.
@@ -23,7 +26,7 @@ from service.timeouts import DRAIN_TIMEOUT_S
 Engine = Literal["docker", "podman"]
 
 CONTAINER_PORT = 3000  # BentoML's port inside the image
-SCRATCH_DIR = "/tmp"  # the only writable path; bentofile.yaml's BENTOML_HOME must lie under it
+SCRATCH_DIR = "/tmp"  # the only writable path
 BENTOML_HOME = f"{SCRATCH_DIR}/bentoml"
 # After the drain bound: the API and model worker processes exit and the log driver flushes.
 EXIT_GRACE_S = 10
@@ -31,13 +34,15 @@ STOP_TIMEOUT_S = DRAIN_TIMEOUT_S + EXIT_GRACE_S
 
 
 def hardened_run_flags(engine: Engine = "docker") -> list[str]:
-    """The security and lifecycle flags of the service container (no name, ports, env or image)."""
+    """The security and lifecycle flags of the service container (not the name, ports, service settings or image)."""
     flags = [
         "--read-only",
         # tmpfs size left at the kernel default (half the host's memory): uploads in flight are bounded
         # by the service's admission limits, and a full tmpfs would turn them into errors.
         "--tmpfs",
         f"{SCRATCH_DIR}:rw,nosuid,nodev,noexec,mode=1777",
+        "--env",
+        f"BENTOML_HOME={BENTOML_HOME}",
         "--cap-drop",
         "ALL",
         "--security-opt",
