@@ -13,6 +13,7 @@ to the program (a plain string for a scalar, JSON text for an object or a list);
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 from collections.abc import Mapping
@@ -225,6 +226,45 @@ class FleetConfig(_Section):
         return f"{math.ceil((self.hook_timeout_s + 300) / 60)}m"
 
 
+class AccessConfig(_Section):
+    """Who may call the endpoint (docs/security.md). Defaults keep a first deploy easy and are public:
+    `pulumi up` warns until API keys or an allow-list close it."""
+
+    api_keys_parameter: str | None = Field(
+        None,
+        pattern=r"^/[A-Za-z0-9_.\-/]{1,1010}$",
+        description="SSM Parameter Store SecureString (full name, starting with /) holding the API keys",
+    )
+    api_keys_kms_key_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:kms:", description="the customer-managed key the parameter is encrypted with"
+    )
+    allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=50)
+    internal: bool = Field(False, description="an internal load balancer: callers inside the VPC only")
+    expose_docs: bool = Field(False, description="serve the OpenAPI document and docs UI through the load balancer")
+    rate_limit_per_5min: int | None = Field(
+        None, ge=10, le=2_000_000_000, description="AWS WAF: requests per client IP per 5 minutes (off when unset)"
+    )
+    monthly_budget_usd: float | None = Field(None, gt=0, description="AWS Budgets alert on the stack's tag")
+    budget_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="default: alarmEmail")
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                network = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"allowedCidrs: {cidr!r} is not a network in CIDR notation ({exc})") from None
+            if network.version != 4:
+                raise ValueError(f"allowedCidrs: {cidr} is IPv6; the load balancer is IPv4 only")
+        return value
+
+    @property
+    def public(self) -> bool:
+        """Reachable by anyone on the internet without a key."""
+        return not self.internal and "0.0.0.0/0" in self.allowed_cidrs and self.api_keys_parameter is None
+
+
 class ScaleToZero(_Section):
     """Used when ``fleet.minSize`` is 0: the load balancer's metrics wake the group, an idle fleet goes
     back to zero (infra/signals.py)."""
@@ -260,6 +300,18 @@ class StackConfig(_Section):
     network: NetworkConfig = NetworkConfig()
     load_balancer: LoadBalancerConfig = LoadBalancerConfig()
     scaling: ScalingConfig = ScalingConfig()
+    access: AccessConfig = AccessConfig()
+
+    @model_validator(mode="after")
+    def _budget_has_a_recipient(self) -> StackConfig:
+        if self.access.monthly_budget_usd is not None and self.budget_emails == []:
+            raise ValueError("access.monthlyBudgetUsd needs access.budgetEmail or alarmEmail to send its alerts to")
+        return self
+
+    @property
+    def budget_emails(self) -> list[str]:
+        email = self.access.budget_email or self.alarm_email
+        return [email] if email else []
 
     @model_validator(mode="after")
     def _scale_to_zero_coherent(self) -> StackConfig:

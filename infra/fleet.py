@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .config import FleetConfig
+from .config import AccessConfig, FleetConfig
 from .signals import AGENT_NAMESPACE, SERVICE_NAMESPACE
 from .user_data import UserDataParams, render
 
@@ -49,6 +49,7 @@ class FleetArgs:
     service_port: int
     readiness_path: str
     instance_warmup_s: int
+    access: AccessConfig
     tags: dict[str, str]
 
 
@@ -136,7 +137,11 @@ class GpuFleet(pulumi.ComponentResource):
             f"{name}-policy",
             role=role.id,
             policy=pulumi.Output.all(args.repository_arn, log_group.arn).apply(
-                lambda values: json.dumps(instance_policy(values[0], values[1], asg_arn_pattern))
+                lambda values: json.dumps(
+                    instance_policy(
+                        values[0], values[1], asg_arn_pattern, api_keys_statements(args.access, args.region, account_id)
+                    )
+                )
             ),
             opts=child,
         )
@@ -154,6 +159,7 @@ class GpuFleet(pulumi.ComponentResource):
                     readiness_path=args.readiness_path,
                     ready_timeout_s=args.config.ready_timeout_s,
                     service_env=args.config.service_env,
+                    api_keys_parameter=args.access.api_keys_parameter,
                 )
             )
         )
@@ -276,9 +282,35 @@ class GpuFleet(pulumi.ComponentResource):
         self.register_outputs({"asg_name": self.asg_name, "log_group_name": self.log_group_name})
 
 
-def instance_policy(repository_arn: str, log_group_arn: str, asg_arn_pattern: str) -> dict[str, object]:
+def api_keys_statements(access: AccessConfig, region: str, account_id: str) -> list[dict[str, object]]:
+    """Read the one API-keys parameter, nothing else in Parameter Store; decrypt with its customer-managed
+    key, through SSM only. (The AWS-managed aws/ssm key lets every principal of the account decrypt, so it
+    needs no statement: the parameter's ARN is then the whole restriction.)"""
+    if access.api_keys_parameter is None:
+        return []
+    parameter_arn = f"arn:aws:ssm:{region}:{account_id}:parameter{access.api_keys_parameter}"
+    statements: list[dict[str, object]] = [
+        {"Sid": "ApiKeys", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arn}
+    ]
+    if access.api_keys_kms_key_arn:
+        statements.append(
+            {
+                "Sid": "ApiKeysDecrypt",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": access.api_keys_kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}},
+            }
+        )
+    return statements
+
+
+def instance_policy(
+    repository_arn: str, log_group_arn: str, asg_arn_pattern: str, extra: list[dict[str, object]] | None = None
+) -> dict[str, object]:
     """Least privilege for an instance: pull this repository's image, publish its metrics and logs,
-    complete its own lifecycle actions, and be reachable through SSM Session Manager. No wildcard action."""
+    complete its own lifecycle actions, be reachable through SSM Session Manager, and read its API keys
+    (``extra``). No wildcard action."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -327,5 +359,6 @@ def instance_policy(repository_arn: str, log_group_arn: str, asg_arn_pattern: st
                 ],
                 "Resource": "*",
             },
+            *(extra or []),
         ],
     }

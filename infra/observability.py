@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from .access import BAD_INPUTS_RULE_METRIC, RATE_RULE_METRIC
 from .signals import GROUP_DIMENSION, SIGNALS
 
 
@@ -86,6 +87,7 @@ class DashboardArgs:
     load_balancer: pulumi.Input[str]  # ALB arn suffix
     target_group: pulumi.Input[str]  # target group arn suffix
     alarm_arns: pulumi.Input[list[str]]
+    web_acl: str | None = None  # the WAF web ACL's metric name (infra/access.py), when abuse limits are on
 
 
 class Dashboard(pulumi.ComponentResource):
@@ -94,7 +96,9 @@ class Dashboard(pulumi.ComponentResource):
     def __init__(self, name: str, args: DashboardArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("elastic-resnet:observability:Dashboard", name, None, opts)
         body = pulumi.Output.all(args.asg_name, args.load_balancer, args.target_group, args.alarm_arns).apply(
-            lambda values: json.dumps(dashboard_body(args.region, values[0], values[1], values[2], values[3]))
+            lambda values: json.dumps(
+                dashboard_body(args.region, values[0], values[1], values[2], values[3], args.web_acl)
+            )
         )
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard", dashboard_name=args.name, dashboard_body=body, opts=pulumi.ResourceOptions(parent=self)
@@ -108,7 +112,9 @@ class Dashboard(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
 
-def dashboard_body(region: str, asg: str, alb: str, tg: str, alarm_arns: list[str]) -> dict[str, Any]:
+def dashboard_body(
+    region: str, asg: str, alb: str, tg: str, alarm_arns: list[str], web_acl: str | None = None
+) -> dict[str, Any]:
     def widget(title: str, metrics: list[list[Any]], x: int, y: int, **extra: Any) -> dict[str, Any]:
         properties = {"title": title, "region": region, "metrics": metrics, "view": "timeSeries", "period": 60}
         return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {**properties, **extra}}
@@ -171,8 +177,22 @@ def dashboard_body(region: str, asg: str, alb: str, tg: str, alarm_arns: list[st
                 "height": 6,
                 "properties": {"title": "Scaling alarms (state changes are the scaling events)", "alarms": alarm_arns},
             },
+            *(
+                [widget("WAF: requests blocked per rule, allowed", waf_metrics(region, web_acl), 0, 18)]
+                if web_acl
+                else []
+            ),
         ]
     }
+
+
+def waf_metrics(region: str, web_acl: str) -> list[list[Any]]:
+    acl = ["WebACL", web_acl, "Region", region]
+    return [
+        ["AWS/WAFV2", "BlockedRequests", *acl, "Rule", RATE_RULE_METRIC, {"stat": "Sum"}],
+        ["AWS/WAFV2", "BlockedRequests", *acl, "Rule", BAD_INPUTS_RULE_METRIC, {"stat": "Sum"}],
+        ["AWS/WAFV2", "AllowedRequests", *acl, "Rule", "ALL", {"stat": "Sum"}],
+    ]
 
 
 def signal_metrics(asg: str) -> list[list[Any]]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.routes import CLIENT_ROUTES
+
 AGENT_NAMESPACE = "CWAgent"  # CPU and GPU, from the agent's cpu and nvidia_gpu plugins
 SERVICE_NAMESPACE = "ElasticResnet"  # the service's own metrics, scraped from its /metrics
 GROUP_DIMENSION = "AutoScalingGroupName"  # every signal is aggregated per Auto Scaling group
@@ -24,7 +26,7 @@ PERIOD_S = 60  # CloudWatch period of every scaling alarm (the agent publishes a
 # in flight in the API service and again in the model service behind it. Only the client-facing
 # endpoints of the API service count, so each request is counted once.
 IN_FLIGHT_METRIC = "bentoml_service_request_in_progress"
-CLIENT_ENDPOINTS = ("/classify", "/predict")
+CLIENT_ENDPOINTS = CLIENT_ROUTES
 # Scraped several times per period so a one-minute datapoint is an average, not one instant; the
 # per-instance average is then Sum / (scrapes per period x instances in service).
 SCRAPE_INTERVAL_S = 15

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from .access import AbuseProtection, AbuseProtectionArgs, CostGuard, CostGuardArgs, web_acl_metric
 from .config import READINESS_PATH, SERVICE_PORT, StackConfig
 from .fleet import FleetArgs, GpuFleet
 from .load_balancer import LoadBalancer, LoadBalancerArgs
@@ -29,15 +30,23 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
     registry = ImageRegistry("registry", RegistryArgs(config.name, tags))
     image_uri = config.fleet.image_uri or registry.repository_url.apply(lambda url: f"{url}:{config.image_tag}")
 
+    access = config.access
+    if access.public:
+        pulumi.log.warn(
+            "the endpoint is public: anyone who learns its URL can call the model on your bill. Set "
+            "access.apiKeysParameter and/or access.allowedCidrs (docs/security.md)."
+        )
     endpoint = LoadBalancer(
         "endpoint",
         LoadBalancerArgs(
             name=config.name,
             vpc_id=vpc_id,
-            subnet_ids=public_subnets,
+            # an internal load balancer lives in the private subnets, next to its callers' VPC traffic
+            subnet_ids=private_subnets if access.internal else public_subnets,
             service_port=SERVICE_PORT,
             health_check_path=READINESS_PATH,
             config=config.load_balancer,
+            access=access,
             tags=tags,
         ),
     )
@@ -66,6 +75,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             service_port=SERVICE_PORT,
             readiness_path=READINESS_PATH,
             instance_warmup_s=config.scaling.timing.instance_warmup_s,
+            access=access,
             tags=tags,
         ),
     )
@@ -92,8 +102,20 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             load_balancer=endpoint.arn_suffix,
             target_group=endpoint.target_group_arn_suffix,
             alarm_arns=scaling.alarm_arns,
+            web_acl=web_acl_metric(config.name) if access.rate_limit_per_5min is not None else None,
         ),
     )
+    if access.rate_limit_per_5min is not None:
+        AbuseProtection(
+            "abuse",
+            AbuseProtectionArgs(config.name, endpoint.arn, access.rate_limit_per_5min, tags),
+        )
+    if access.monthly_budget_usd is not None:
+        # The "stack" tag is on every resource; activate it as a cost-allocation tag once (docs/security.md).
+        CostGuard(
+            "budget",
+            CostGuardArgs(config.name, access.monthly_budget_usd, "stack", config.stack, config.budget_emails),
+        )
     return {
         "endpoint_url": endpoint.url,
         "ecr_repository_url": registry.repository_url,

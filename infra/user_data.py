@@ -24,6 +24,13 @@ from .signals import (
 
 TEMPLATES = Path(__file__).parent / "templates"
 SCRAPE_JOB = "elastic-resnet"
+# The API keys (access.apiKeysParameter): fetched to a host directory that only the container's user may
+# read, mounted read-only into the container. 1034 is the uid/gid BentoML 1.4's generated Dockerfile gives
+# its user (bentoml/_internal/container/generate.py, BENTO_UID_GID).
+SERVICE_UID = 1034
+KEYS_DIR = "/etc/elastic-resnet/keys"
+KEYS_MOUNT = "/run/secrets/elastic-resnet"
+KEYS_FILE = "api-keys"
 # apt and dpkg wait this long for the lock that unattended-upgrades may hold at first boot.
 DPKG_LOCK_TIMEOUT_S = 600
 
@@ -39,6 +46,7 @@ class UserDataParams:
     readiness_path: str
     ready_timeout_s: int  # counted from boot
     service_env: dict[str, str] = field(default_factory=dict)
+    api_keys_parameter: str | None = None  # SSM parameter name; None: the service runs without keys
 
 
 def agent_config(log_group: str) -> dict[str, object]:
@@ -114,4 +122,8 @@ def render(params: UserDataParams) -> str:
         agent_config=json.dumps(agent_config(params.log_group), indent=2),
         prometheus_config=prometheus_config(params.asg_name, params.service_port),
         dpkg_lock_timeout_s=DPKG_LOCK_TIMEOUT_S,
+        service_uid=SERVICE_UID,
+        keys_dir=KEYS_DIR,
+        keys_mount=KEYS_MOUNT,
+        keys_file=KEYS_FILE,
     )
