@@ -20,12 +20,22 @@ import pulumi
 import pulumi_aws as aws
 
 from .config import AccessConfig, FleetConfig
+from .container import STOP_TIMEOUT_S
 from .signals import AGENT_NAMESPACE, SERVICE_NAMESPACE
 from .user_data import UserDataParams, render
 
 LAUNCH_HOOK = "wait-for-ready"
 TERMINATE_HOOK = "drain"
-DRAIN_TIMEOUT_S = 60  # the ALB drains in-flight requests, the agent flushes metrics and logs
+# On termination the load balancer first drains the instance (its deregistration delay), then the
+# instance stops its container (`docker stop`: the service's drain bound plus exit, infra/container.py)
+# and completes the hook; the margin covers the polling and the AWS call.
+TERMINATE_MARGIN_S = 20
+
+
+def terminate_hook_timeout_s(deregistration_delay_s: int) -> int:
+    return deregistration_delay_s + STOP_TIMEOUT_S + TERMINATE_MARGIN_S
+
+
 # Autoscaling owns the desired capacity once the group exists: a re-run or `pulumi up --refresh` must
 # not reset a scaled-out group to the configured size. The initial hooks apply at creation only; the
 # LifecycleHook resources own every later change.
@@ -49,6 +59,7 @@ class FleetArgs:
     service_port: int
     readiness_path: str
     instance_warmup_s: int
+    deregistration_delay_s: int  # the load balancer's, drained before the container is stopped
     access: AccessConfig
     tags: dict[str, str]
 
@@ -61,12 +72,18 @@ class Hook:
     default_result: str
 
 
-def lifecycle_hooks(config: FleetConfig) -> list[Hook]:
+def lifecycle_hooks(config: FleetConfig, deregistration_delay_s: int) -> list[Hook]:
     """The launch and terminate hooks, declared at creation (initial hooks) and as resources."""
     return [
         # Into the pool and out of it; ABANDON: never serve from an instance that did not say ready.
         Hook(LAUNCH_HOOK, "autoscaling:EC2_INSTANCE_LAUNCHING", config.hook_timeout_s, "ABANDON"),
-        Hook(TERMINATE_HOOK, "autoscaling:EC2_INSTANCE_TERMINATING", DRAIN_TIMEOUT_S, "CONTINUE"),
+        # The instance completes it once its container has stopped; CONTINUE if it never does.
+        Hook(
+            TERMINATE_HOOK,
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+            terminate_hook_timeout_s(deregistration_delay_s),
+            "CONTINUE",
+        ),
     ]
 
 
@@ -154,6 +171,7 @@ class GpuFleet(pulumi.ComponentResource):
                     image_uri=values[0],
                     asg_name=args.asg_name,
                     launch_hook_name=LAUNCH_HOOK,
+                    terminate_hook_name=TERMINATE_HOOK,
                     log_group=values[1],
                     service_port=args.service_port,
                     readiness_path=args.readiness_path,
@@ -197,7 +215,7 @@ class GpuFleet(pulumi.ComponentResource):
         )
 
         min_size, desired, warm_min, warm_prepared = args.sizes
-        hooks = lifecycle_hooks(args.config)
+        hooks = lifecycle_hooks(args.config, args.deregistration_delay_s)
         group = aws.autoscaling.Group(
             f"{name}-asg",
             name=args.asg_name,

@@ -75,6 +75,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             service_port=SERVICE_PORT,
             readiness_path=READINESS_PATH,
             instance_warmup_s=config.scaling.timing.instance_warmup_s,
+            deregistration_delay_s=config.load_balancer.deregistration_delay_s,
             access=access,
             tags=tags,
         ),

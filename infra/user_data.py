@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 
+from .container import hardened_run_flags
 from .signals import (
     AGENT_CPU_MEASUREMENTS,
     AGENT_GPU_MEASUREMENTS,
@@ -41,6 +42,7 @@ class UserDataParams:
     image_uri: str
     asg_name: str
     launch_hook_name: str
+    terminate_hook_name: str
     log_group: str
     service_port: int
     readiness_path: str
@@ -122,6 +124,7 @@ def render(params: UserDataParams) -> str:
         agent_config=json.dumps(agent_config(params.log_group), indent=2),
         prometheus_config=prometheus_config(params.asg_name, params.service_port),
         dpkg_lock_timeout_s=DPKG_LOCK_TIMEOUT_S,
+        run_flags=hardened_run_flags("docker"),
         service_uid=SERVICE_UID,
         keys_dir=KEYS_DIR,
         keys_mount=KEYS_MOUNT,

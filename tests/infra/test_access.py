@@ -129,6 +129,7 @@ def test_the_keys_script_passes_shellcheck(tmp_path: Path) -> None:
         image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev:v1",
         asg_name="elastic-resnet-dev-gpu",
         launch_hook_name="wait-for-ready",
+        terminate_hook_name="drain",
         log_group="/elastic-resnet-dev/service",
         service_port=3000,
         readiness_path="/readyz",

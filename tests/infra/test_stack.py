@@ -252,7 +252,8 @@ def test_lifecycle_hooks_are_resources_that_can_change(mocks: Mocks) -> None:
         "defaultResult": "ABANDON",
     }
     assert hooks["drain"]["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-    assert (hooks["drain"]["heartbeatTimeout"], hooks["drain"]["defaultResult"]) == (60, "CONTINUE")
+    # the load balancer's 30 s drain, the container's 70 s stop timeout (infra/container.py), 20 s margin
+    assert (hooks["drain"]["heartbeatTimeout"], hooks["drain"]["defaultResult"]) == (120, "CONTINUE")
     group = mocks.one("autoscaling/group:Group")
     assert "initialLifecycleHooks" in group.ignore_changes
     initial = {hook["name"]: hook for hook in group.inputs["initialLifecycleHooks"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.container import hardened_run_flags
 from infra.signals import CLIENT_ENDPOINTS, IN_FLIGHT_METRIC
 from infra.user_data import UserDataParams, agent_config, render
 
@@ -20,6 +22,7 @@ PARAMS = UserDataParams(
     image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev:v1",
     asg_name="elastic-resnet-dev-gpu",
     launch_hook_name="wait-for-ready",
+    terminate_hook_name="drain",
     log_group="/elastic-resnet-dev/service",
     service_port=3000,
     readiness_path="/readyz",
@@ -100,6 +103,7 @@ esac
     "aws": '#!/bin/bash\necho "aws $*" >> "$FAKE_LOG"\n',
     "systemctl": '#!/bin/bash\necho "systemctl $*" >> "$FAKE_LOG"\n',
     "sleep": "#!/bin/bash\n",
+    "docker": '#!/bin/bash\necho "docker $*" >> "$FAKE_LOG"\n',
 }
 
 
@@ -166,3 +170,41 @@ def test_in_flight_gauge_counts_each_request_once() -> None:
         assert matcher.fullmatch(f"elastic-resnet;{endpoint}")
     for other in ("/readyz", "/metrics", "/infer", "/classify_batch"):
         assert not matcher.fullmatch(f"elastic-resnet;{other}")
+
+
+def drain_script(script: str) -> str:
+    return re.search(r"<<'DRAIN'\n(.*?)\nDRAIN\n", script, re.S).group(1)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("state", "stopped"), [("Terminated", True), ("Warmed:Stopped", False)])
+def test_a_terminating_instance_stops_its_container_before_the_hook_completes(
+    tmp_path: Path, script: str, state: str, stopped: bool
+) -> None:
+    """Scale-in: after the load balancer's drain, `docker stop` (the service finishes what it accepted,
+    up to the container's stop timeout), and only then the termination hook; an instance going back to
+    the warm pool keeps its container (the OS shutdown stops it, and it starts again with the instance)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKES.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    path = tmp_path / "drain"
+    path.write_text(drain_script(script))
+    log = tmp_path / "calls.log"
+    log.touch()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATE": state, "FAKE_LOG": str(log)}
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = log.read_text().splitlines()
+    if stopped:
+        assert calls[0] == "docker stop elastic-resnet"
+        assert "--lifecycle-hook-name drain" in calls[1] and "--lifecycle-action-result CONTINUE" in calls[1]
+    else:
+        assert calls == []
+
+
+def test_the_container_runs_hardened_as_the_local_image_check_runs_it(script: str) -> None:
+    run = script[script.index("docker run --detach") :]
+    for flag in hardened_run_flags("docker"):
+        assert f"  {shlex.quote(flag)} \\\n" in run, flag
+    assert "--stop-timeout 70" in " ".join(hardened_run_flags("docker"))
