@@ -12,6 +12,7 @@ RETRY_AFTER_S = 1
 # README's error table. A new status a handler or middleware returns belongs here.
 ERROR_STATUSES = {
     400: "no file, empty file, wrong field name, a URL or text instead of a file, a body that is not multipart",
+    401: "API keys are configured (RESNET18_API_KEYS_FILE) and the request has no valid `Authorization: Bearer` key",
     413: "body, image (pixels, read from its header) or image count over the configured limits",
     422: "not an image, or a truncated/corrupt one (with several images, `image` names the index)",
     503: "overloaded (shed by adaptive batching or too many requests in flight), or the model is not ready",

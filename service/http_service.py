@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from . import device_decode, keepalive, multipart
 from .admission import AdmissionControl
+from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
 from .config import MODEL_NAME, InputLimits, env_int
 from .errors import error_response
@@ -161,6 +162,9 @@ class _BadImage(Exception):
 multipart.install()
 keepalive.install()
 # bentoml.service turns the class into a bentoml.Service, which its type stubs do not say.
+# Added first, so outermost: a request without a valid key is refused from its headers alone, before
+# admission counts it or anything reads its body (service/auth.py).
+ImageClassifier.add_asgi_middleware(ApiKeyAuth, keys=keys_from_env())  # type: ignore[attr-defined]
 ImageClassifier.add_asgi_middleware(  # type: ignore[attr-defined]
     AdmissionControl,
     max_body_bytes=LIMITS.max_request_bytes,
