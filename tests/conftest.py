@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 
+from container import stand_in_weights
 from tests import images
 from tests.server import REPO, Server, bentoml_serve
 
@@ -35,14 +36,8 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Random weights with non-trivial batch-norm statistics, so the logits are spread out and a wrong
     preprocessing step changes the answer."""
-    generator = torch.Generator().manual_seed(1234)
-    model = torchvision.models.resnet18(weights=None)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
     path = tmp_path_factory.mktemp("weights") / "resnet18-test.pth"
-    torch.save(model.state_dict(), path)
+    stand_in_weights.main(str(path))  # the same seeded weights the container image is built with
     return path
 
 

@@ -3,6 +3,7 @@ config layer exactly as `pulumi config set --path 'elastic-resnet:access.…'` s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError
-from infra.user_data import KEYS_DIR, KEYS_MOUNT, UserDataParams, render
+from infra.user_data import KEYS_DIR, KEYS_MOUNT, render
 from service.routes import CLIENT_ROUTES, DOCS_ROUTES, HEALTH_ROUTES, METRICS_ROUTE
 from tests.infra.mocks import Mocks, run_cli_config
+from tests.infra.test_user_data import PARAMS as USER_DATA
 
 REGION_ONLY = {"aws:region": "us-east-1"}
 KEYS_PARAMETER = "/elastic-resnet/dev/api-keys"
@@ -124,18 +126,7 @@ def test_the_instance_fetches_the_keys_and_mounts_them_read_only(closed: Mocks) 
 def test_the_keys_script_passes_shellcheck(tmp_path: Path) -> None:
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     assert shellcheck
-    params = UserDataParams(
-        region="us-east-1",
-        image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/elastic-resnet-dev:v1",
-        asg_name="elastic-resnet-dev-gpu",
-        launch_hook_name="wait-for-ready",
-        terminate_hook_name="drain",
-        log_group="/elastic-resnet-dev/service",
-        service_port=3000,
-        readiness_path="/readyz",
-        ready_timeout_s=1200,
-        api_keys_parameter=KEYS_PARAMETER,
-    )
+    params = dataclasses.replace(USER_DATA, api_keys_parameter=KEYS_PARAMETER)
     path = tmp_path / "user-data.sh"
     path.write_text(render(params))
     result = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(path)], capture_output=True, text=True)

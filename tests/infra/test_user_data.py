@@ -107,6 +107,16 @@ esac
 }
 
 
+def install_fakes(tmp_path: Path) -> Path:
+    """A bin/ folder of the FAKES, to put first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKES.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
 @pytest.mark.parametrize(
     ("state", "readyz", "result", "agent_started"),
     [
@@ -118,11 +128,7 @@ esac
 def test_ready_script_behaviour(tmp_path: Path, state: str, readyz: int, result: str, agent_started: bool) -> None:
     """The readiness script itself, run by bash with IMDS, the service, the AWS CLI and systemd faked. With a
     1 s deadline counted from boot, a machine up for longer than that gives up at the first failed check."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in FAKES.items():
-        (bin_dir / name).write_text(body)
-        (bin_dir / name).chmod(0o755)
+    bin_dir = install_fakes(tmp_path)
     script = tmp_path / "ready"
     script.write_text(ready_script(render(UserDataParams(**{**PARAMS.__dict__, "ready_timeout_s": 1}))))
     log = tmp_path / "calls.log"
@@ -183,11 +189,7 @@ def test_a_terminating_instance_stops_its_container_before_the_hook_completes(
     """Scale-in: after the load balancer's drain, `docker stop` (the service finishes what it accepted,
     up to the container's stop timeout), and only then the termination hook; an instance going back to
     the warm pool keeps its container (the OS shutdown stops it, and it starts again with the instance)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in FAKES.items():
-        (bin_dir / name).write_text(body)
-        (bin_dir / name).chmod(0o755)
+    bin_dir = install_fakes(tmp_path)
     path = tmp_path / "drain"
     path.write_text(drain_script(script))
     log = tmp_path / "calls.log"
