@@ -57,20 +57,7 @@ def signal_queries(
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
     """The signal's metric queries and, last, its expression (times ``scale``) as ``{prefix}value``."""
     ids = {key: f"{prefix}{key}" for key in signal.metrics}
-    queries = [
-        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-            id=ids[key],
-            return_data=False,
-            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                namespace=metric.namespace,
-                metric_name=metric.name,
-                dimensions={GROUP_DIMENSION: asg_name},
-                stat=metric.statistic,
-                period=PERIOD_S,
-            ),
-        )
-        for key, metric in signal.metrics.items()
-    ]
+    queries = [_metric_query(ids[key], metric, GROUP_DIMENSION, asg_name) for key, metric in signal.metrics.items()]
     expression = signal.expression.format(**ids)
     if scale != 1.0:
         expression = f"({expression}) * {scale:.6g}"

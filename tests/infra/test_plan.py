@@ -9,6 +9,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,6 +225,16 @@ def test_quiet_hours_release_one_instance_per_quiet_window() -> None:
     assert all(later - earlier == 15 * 60 for earlier, later in itertools.pairwise(removals))
 
 
+def assert_deployed_as_planned(alarm: dict[str, Any], planned: Alarm) -> None:
+    """A deployed CloudWatch alarm (mock inputs) evaluates as the planner's alarm does."""
+    assert (alarm["threshold"], alarm["comparisonOperator"], alarm["treatMissingData"]) == (
+        planned.threshold, planned.comparison, planned.treat_missing_data
+    )  # fmt: skip
+    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (
+        planned.evaluation_periods, planned.datapoints_to_alarm
+    )  # fmt: skip
+
+
 def test_the_plan_and_the_stack_read_the_same_stack_file_alike(tmp_path: Path) -> None:
     """The same edited stack file, read by the planner and run through the Pulumi program: the same
     alarms (threshold, operator, N of M, missing data), the same scale-in normalisation and cooldown."""
@@ -244,12 +255,7 @@ def test_the_plan_and_the_stack_read_the_same_stack_file_alike(tmp_path: Path) -
     assert len(deployed) == len(out_alarms) + 1
     for key, planned in out_alarms.items():
         alarm = deployed[f"elastic-resnet-edited-{key}-high"]
-        assert (alarm["threshold"], alarm["comparisonOperator"], alarm["treatMissingData"]) == (
-            planned.threshold, planned.comparison, planned.treat_missing_data
-        )  # fmt: skip
-        assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (
-            planned.evaluation_periods, planned.datapoints_to_alarm
-        )  # fmt: skip
+        assert_deployed_as_planned(alarm, planned)
     low = deployed["elastic-resnet-edited-all-signals-low"]
     assert (low["threshold"], low["comparisonOperator"], low["evaluationPeriods"], low["datapointsToAlarm"]) == (
         in_alarm.threshold, in_alarm.comparison, in_alarm.evaluation_periods, in_alarm.datapoints_to_alarm
@@ -313,10 +319,5 @@ def test_the_plan_and_the_stack_wake_up_alike(tmp_path: Path) -> None:
     deployed = {alarm.inputs["name"]: alarm.inputs for alarm in mocks.of_type("metricAlarm:MetricAlarm")}
     for planned, name in ((wake, "wake"), (idle, "idle")):
         alarm = deployed[f"elastic-resnet-zero-{name}"]
-        assert (alarm["threshold"], alarm["comparisonOperator"], alarm["treatMissingData"]) == (
-            planned.threshold, planned.comparison, planned.treat_missing_data
-        )  # fmt: skip
-        assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (
-            planned.evaluation_periods, planned.datapoints_to_alarm
-        )  # fmt: skip
+        assert_deployed_as_planned(alarm, planned)
     assert idle.evaluation_periods == 45
