@@ -21,16 +21,17 @@ import shlex
 import sys
 from typing import Literal
 
-from service.timeouts import DRAIN_TIMEOUT_S
+from service.timeouts import STOP_BOUND_S
 
 Engine = Literal["docker", "podman"]
 
 CONTAINER_PORT = 3000  # BentoML's port inside the image
 SCRATCH_DIR = "/tmp"  # the only writable path
 BENTOML_HOME = f"{SCRATCH_DIR}/bentoml"
-# After the drain bound: the API and model worker processes exit and the log driver flushes.
-EXIT_GRACE_S = 10
-STOP_TIMEOUT_S = DRAIN_TIMEOUT_S + EXIT_GRACE_S
+# After the service's own bound (drain, then closing connections): the interpreter and the circus
+# arbiter exit and the log driver flushes.
+EXIT_GRACE_S = 5
+STOP_TIMEOUT_S = STOP_BOUND_S + EXIT_GRACE_S
 
 
 def hardened_run_flags(engine: Engine = "docker") -> list[str]:

@@ -1,13 +1,17 @@
-"""ASGI middleware in front of the API: what a request may cost before any handler runs.
+"""ASGI middleware in front of the API: which requests are taken, and what one may cost, before any handler runs.
 
-BentoML 1.4 has no request-body limit and answers over-concurrency with a 429 without Retry-After,
-so this middleware enforces both, answering with the service's JSON error shape:
+BentoML 1.4 has no request-body limit, no latency-based admission, and answers over-concurrency with a
+429 without Retry-After, so this middleware decides, answering with the service's JSON error shape:
+- while the worker drains (:mod:`service.drain`), ``/readyz`` and every new API request get 503 at once,
+  and each answer closes its keep-alive connection;
+- a request that would not be answered within ``max_latency_s`` (:mod:`service.load`'s estimate from
+  the requests in flight and the measured rate) gets 503 with Retry-After before its body is read:
+  the admitted ones keep their latency, and a load balancer can retry elsewhere. At least
+  ``min_in_flight`` (one full batch) are always admitted, at most ``max_in_flight`` (memory);
 - bodies over ``max_body_bytes`` get 413, from the Content-Length header when there is one, else as
   soon as the streamed body passes the limit (nothing past it is read);
-- more than ``max_in_flight`` concurrent API requests get 503 with Retry-After, so memory stays bounded
-  and a load balancer can retry elsewhere;
 - :class:`service.errors.Rejected` raised while the request is parsed becomes its 4xx.
-Health, readiness and metrics endpoints are never limited.
+Health and metrics endpoints are never limited nor counted: they never wait behind inference.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .drain import DRAIN
 from .errors import Rejected, error_response
+from .load import LOAD
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,27 +30,38 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/"})
+READINESS_PATH = "/readyz"
+CLOSE = (b"connection", b"close")
 
 
 class AdmissionControl:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_in_flight: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_latency_s: float, min_in_flight: int, max_in_flight: int
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_latency_s = max_latency_s
+        self.min_in_flight = min_in_flight
         self.max_in_flight = max_in_flight
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if DRAIN.draining and (scope["path"] == READINESS_PATH or scope["path"] not in UNLIMITED_PATHS):
+            await _discard_body(receive, self.max_body_bytes)  # so that closing cannot reset the answer
+            await _reject(scope, receive, send, 503, "shutting down: retry (another instance)", close=True)
+            return
+        if scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await self._reject(scope, receive, send, 413, self._too_large(declared))
+            await _reject(scope, receive, send, 413, self._too_large(declared))
             return
-        if self.in_flight >= self.max_in_flight:
-            await self._reject(
-                scope, receive, send, 503, f"server busy: {self.in_flight} requests in flight; retry shortly"
-            )
+        busy = self._busy()
+        if busy is not None:
+            await _reject(scope, receive, send, 503, f"overloaded: {busy}; retry shortly")
             return
 
         received = 0
@@ -61,27 +78,57 @@ class AdmissionControl:
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                response_started = True
+                if DRAIN.draining:  # the client reconnects, to an instance that is not stopping
+                    message["headers"] = [*message.get("headers", []), CLOSE]
             await send(message)
 
-        self.in_flight += 1
+        LOAD.admitted()
         try:
             await self.app(scope, limited_receive, tracking_send)
         except Rejected as rejected:
             if response_started:
                 raise
-            await error_response(rejected.status, rejected.message)(scope, receive, send)
+            await error_response(rejected.status, rejected.message)(scope, receive, tracking_send)
         finally:
-            self.in_flight -= 1
+            LOAD.answered()
+
+    def _busy(self) -> str | None:
+        """Why a request arriving now is shed, or None to admit it."""
+        if LOAD.in_flight < self.min_in_flight:
+            return None
+        if LOAD.in_flight >= self.max_in_flight:
+            return f"{LOAD.in_flight} requests in flight"
+        expected = LOAD.expected_s()
+        if expected is not None and expected > self.max_latency_s:
+            return f"{LOAD.in_flight} in flight take ~{expected:.1f} s, over the {self.max_latency_s:g} s target"
+        return None
 
     def _too_large(self, declared: int | None) -> str:
         size = f"{declared} bytes" if declared is not None else "more"
         return f"request body is {size}; the limit is {self.max_body_bytes} bytes (RESNET18_MAX_REQUEST_BYTES)"
 
-    @staticmethod
-    async def _reject(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-        # The unread body is dropped: the response carries "connection: close" semantics via uvicorn.
-        await error_response(status, message)(scope, receive, send)
+
+async def _reject(scope: Scope, receive: Receive, send: Send, status: int, message: str, close: bool = False) -> None:
+    """Answer at once. An unread body is discarded by uvicorn as it arrives, and the connection stays
+    usable; ``close`` closes it after the answer (read the body first: closing a socket with unread
+    input resets the connection, and the client may lose the answer)."""
+    response = error_response(status, message)
+    if close:
+        response.headers["connection"] = "close"
+    await response(scope, receive, send)
+
+
+async def _discard_body(receive: Receive, limit: int) -> None:
+    received = 0
+    while received <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _content_length(scope: Scope) -> int | None:

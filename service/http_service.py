@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from starlette.responses import JSONResponse
 
-from . import device_decode, keepalive, multipart
+from . import device_decode, drain, keepalive, multipart
 from .admission import AdmissionControl
 from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
@@ -161,6 +161,7 @@ class _BadImage(Exception):
 
 multipart.install()
 keepalive.install()
+drain.install(sole_listener=API_WORKERS == 1)
 # bentoml.service turns the class into a bentoml.Service, which its type stubs do not say.
 # Added first, so outermost: a request without a valid key is refused from its headers alone, before
 # admission counts it or anything reads its body (service/auth.py).
@@ -168,7 +169,10 @@ ImageClassifier.add_asgi_middleware(ApiKeyAuth, keys=keys_from_env())  # type: i
 ImageClassifier.add_asgi_middleware(  # type: ignore[attr-defined]
     AdmissionControl,
     max_body_bytes=LIMITS.max_request_bytes,
-    # Enough to keep a few full batches queued per worker; beyond it, memory would grow for nothing.
+    max_latency_s=MAX_LATENCY_MS / 1000,
+    # Always at least one full batch (the rate measured at low concurrency undersells batching), and
+    # never more than a few batches per worker: beyond that, memory would grow for nothing.
+    min_in_flight=SETTINGS.max_batch_size,
     max_in_flight=max(64, 8 * SETTINGS.max_batch_size),
 )
 ImageClassifier.add_asgi_middleware(OpenAPIDocument, service=ImageClassifier)  # type: ignore[attr-defined]

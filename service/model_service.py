@@ -18,15 +18,15 @@ from .config import MODEL_NAME, ModelSettings
 from .model import BatchClassifier, WeightsError, build_resnet18, choose_runtime, load_state_dict, log_cuda_versions
 from .model_store import read_weights
 from .schemas import ModelInfo
+from .timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 SETTINGS = ModelSettings.from_env()
 ON_GPU = SETTINGS.device == "cuda" or (SETTINGS.device == "auto" and torch.cuda.is_available())
-# The longest a request may wait for its batch before BentoML sheds it with 503. A full CPU batch of
-# 32 takes ~0.5 s on 2 cores, a GPU batch of 64 a few ms: these bounds leave room for a queue of
-# several batches, so load within capacity never sees a 503.
-MAX_LATENCY_MS = SETTINGS.max_latency_ms or (1000 if ON_GPU else 5000)
+# The latency target: admission (service.admission) sheds what could not be answered within it, and
+# BentoML's batching sheds what still waits for its batch longer than it.
+MAX_LATENCY_MS = SETTINGS.max_latency_ms or (MAX_LATENCY_MS_GPU if ON_GPU else MAX_LATENCY_MS_CPU)
 
 UNTRAINED_WARNING = "UNTRAINED WEIGHTS: predictions are random. Import real weights (README, 'The model')."
 

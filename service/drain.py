@@ -1,0 +1,123 @@
+"""Graceful stop: on SIGTERM (or SIGINT) a worker drains before it stops accepting, within a bound.
+
+What BentoML 1.4.40 + uvicorn 0.54 do without this: the worker's uvicorn stops accepting at once and
+waits, with no bound, for every open connection; but the listening socket is shared with the circus
+arbiter, which keeps it open until every worker has exited, so the kernel keeps queueing new
+connections that nobody accepts: clients and health checks hang instead of being refused. And circus
+gives a stopping worker 86400 s (``bentoml.serving.create_watcher``'s graceful_timeout).
+
+With :func:`install`, the first SIGTERM/SIGINT starts a drain instead:
+1. :data:`DRAIN` says "draining": the admission middleware answers ``/readyz`` and every new API request
+   503 (with Retry-After and ``Connection: close``) at once, and closes keep-alive connections after
+   each answer, while the requests already admitted run to their normal answer;
+2. when none is left, or after :data:`service.timeouts.DRAIN_TIMEOUT_S`, the listening socket is shut
+   down for every process that holds it, the arbiter included (the kernel refuses new connections at
+   once), then uvicorn's own shutdown runs, bounded by :data:`service.timeouts.CLOSE_TIMEOUT_S` (then it
+   cancels what remains), and the process exits. A second signal skips the wait (uvicorn's usual
+   behaviour: a second Ctrl-C forces the exit).
+
+The socket is shut down only by a worker that is its sole listener: with several workers on one socket
+the others would spin on it (uvloop 0.23 polls a shut-down listener in a busy loop), so there the
+last answers are followed by a short window (the arbiter reaping its workers, about a second) in which
+new connections queue and are then reset. Behind the load balancer no new connection arrives by then
+(it deregisters the instance first: docs/deploy.md, "Scale-in").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from .load import LOAD
+from .timeouts import CLOSE_TIMEOUT_S, DRAIN_TIMEOUT_S
+
+logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
+
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+POLL_S = 0.05
+
+
+@dataclass
+class DrainState:
+    """Whether this worker process is draining, and since when (one per process)."""
+
+    started: float | None = None  # time.monotonic() of the stop signal
+
+    @property
+    def draining(self) -> bool:
+        return self.started is not None
+
+    def begin(self) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def remaining_s(self) -> float:
+        return 0.0 if self.started is None else max(0.0, DRAIN_TIMEOUT_S - (time.monotonic() - self.started))
+
+
+DRAIN = DrainState()
+
+
+async def _drain_then_exit(
+    server: uvicorn.Server, exit_: Any, sig: int, frame: FrameType | None, sole_listener: bool
+) -> None:
+    logger.info("signal %d: draining %d request(s) in flight (at most %d s)", sig, LOAD.in_flight, DRAIN_TIMEOUT_S)
+    while LOAD.in_flight and DRAIN.remaining_s() > 0 and not server.should_exit:
+        await asyncio.sleep(POLL_S)
+    if LOAD.in_flight:
+        logger.warning("drain bound of %d s reached with %d request(s) in flight", DRAIN_TIMEOUT_S, LOAD.in_flight)
+    else:
+        logger.info("drained in %.1f s", DRAIN_TIMEOUT_S - DRAIN.remaining_s())
+    if sole_listener:
+        _refuse_new_connections(server)
+    # uvicorn now closes idle and finished connections; whatever still runs after this is cancelled.
+    server.config.timeout_graceful_shutdown = CLOSE_TIMEOUT_S
+    exit_(server, sig, frame)
+
+
+def _refuse_new_connections(server: uvicorn.Server) -> None:
+    """Shut the listening sockets down (not just close this process's descriptor): the arbiter holds
+    them too, and until it exits the kernel would queue connections that nobody accepts."""
+    listeners = [socket.socket(fileno=os.dup(sock.fileno())) for srv in server.servers for sock in srv.sockets]
+    for srv in server.servers:
+        srv.close()  # stop polling them first
+    for listener in listeners:
+        with listener:
+            try:
+                listener.shutdown(socket.SHUT_RD)
+            except OSError as exc:  # already shut down: nothing to refuse
+                logger.debug("listening socket shutdown: %s", exc)
+
+
+def install(sole_listener: bool) -> None:
+    """Make every uvicorn server in this process drain on its first stop signal (idempotent).
+    ``sole_listener``: this process is the only one accepting on its listening socket."""
+    original = uvicorn.Server.handle_exit
+    if getattr(original, "_drains", False):
+        return
+
+    @functools.wraps(original)
+    def handle_exit(self: uvicorn.Server, sig: int, frame: FrameType | None) -> None:
+        if DRAIN.draining or sig not in DRAIN_SIGNALS:
+            original(self, sig, frame)  # a second signal: stop now
+            return
+        DRAIN.begin()
+        try:
+            loop = asyncio.get_running_loop()  # signal handlers run on the loop's (main) thread
+        except RuntimeError:
+            original(self, sig, frame)  # not serving yet: nothing to drain
+            return
+        loop.call_soon_threadsafe(lambda: loop.create_task(_drain_then_exit(self, original, sig, frame, sole_listener)))
+
+    handle_exit._drains = True  # type: ignore[attr-defined]
+    uvicorn.Server.handle_exit = handle_exit  # type: ignore[method-assign]

@@ -1,0 +1,80 @@
+"""This worker's load: API requests in flight, how fast it answers them, and so how long a new one would take.
+
+The estimate is Little's law, W = L / lambda: L the requests in flight, lambda the rate at which this
+worker has answered requests over the last couple of seconds *while it had any in flight* (idle time
+would make a burst after a quiet minute look slow). It needs no model of batching or decoding: the
+measured rate already contains them, and it follows the machine as its capacity changes (precision,
+image sizes, a GPU shared with another process). Measured at low concurrency the rate undersells what
+batching achieves at high concurrency, so admission never sheds below one full batch in flight, and
+the limit rises with the rate within a window or two.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+
+BIN_S = 0.25  # resolution of the rate
+WINDOW_S = 2.0  # the rate is measured over this much recent time
+MIN_BUSY_S = 0.5  # less busy time than this in the window: no estimate yet
+
+
+@dataclass
+class _Bin:
+    busy_s: float = 0.0
+    answered: int = 0
+
+
+@dataclass
+class Load:
+    in_flight: int = 0
+    _bins: collections.OrderedDict[int, _Bin] = field(default_factory=collections.OrderedDict)
+    _last: float = field(default_factory=time.monotonic)
+
+    def admitted(self) -> None:
+        self._advance(time.monotonic())
+        self.in_flight += 1
+
+    def answered(self) -> None:
+        now = time.monotonic()
+        self._advance(now)
+        self.in_flight -= 1
+        self._bin(int(now / BIN_S)).answered += 1
+
+    def rate(self) -> float | None:
+        """Requests answered per busy second over the last :data:`WINDOW_S`; None until measured."""
+        now = time.monotonic()
+        self._advance(now)
+        oldest = int((now - WINDOW_S) / BIN_S)
+        recent = [b for index, b in self._bins.items() if index > oldest]
+        busy = sum(b.busy_s for b in recent)
+        if busy < MIN_BUSY_S:
+            return None
+        return sum(b.answered for b in recent) / busy
+
+    def expected_s(self) -> float | None:
+        """How long a request admitted now would take to be answered; None until the rate is measured."""
+        rate = self.rate()
+        return None if not rate else (self.in_flight + 1) / rate
+
+    def _advance(self, now: float) -> None:
+        """Credit the time since the last event as busy when requests were in flight then."""
+        if self.in_flight > 0:
+            start = max(self._last, now - WINDOW_S - BIN_S)  # older time no longer counts
+            for index in range(int(start / BIN_S), int(now / BIN_S) + 1):  # split over the bins
+                seconds = min(now, (index + 1) * BIN_S) - max(start, index * BIN_S)
+                if seconds > 0:
+                    self._bin(index).busy_s += seconds
+        self._last = now
+
+    def _bin(self, index: int) -> _Bin:
+        current = self._bins.get(index)
+        if current is None:
+            current = self._bins[index] = _Bin()
+            while len(self._bins) > int(WINDOW_S / BIN_S) + 2:
+                self._bins.popitem(last=False)
+        return current
+
+
+LOAD = Load()  # this worker process's
