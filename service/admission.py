@@ -32,6 +32,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/"})
 READINESS_PATH = "/readyz"
 CLOSE = (b"connection", b"close")
+# The estimate is the mean time in flight; the admitted requests' p99 was 1.2-1.4x their median at 8x and
+# 16x overload (2 cores, docs/reliability.md), so admission keeps the mean that much under the target.
+TAIL_RATIO = 1.3
 
 
 class AdmissionControl:
@@ -101,7 +104,7 @@ class AdmissionControl:
         if LOAD.in_flight >= self.max_in_flight:
             return f"{LOAD.in_flight} requests in flight"
         expected = LOAD.expected_s()
-        if expected is not None and expected > self.max_latency_s:
+        if expected is not None and expected * TAIL_RATIO > self.max_latency_s:
             return f"{LOAD.in_flight} in flight take ~{expected:.1f} s, over the {self.max_latency_s:g} s target"
         return None
 

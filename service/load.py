@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 BIN_S = 0.25  # resolution of the rate
-WINDOW_S = 2.0  # the rate is measured over this much recent time
+WINDOW_S = 4.0  # the rate is measured over this much recent time (a CPU batch of 32 takes ~0.4 s: ~10 of them)
 MIN_BUSY_S = 0.5  # less busy time than this in the window: no estimate yet
 
 
