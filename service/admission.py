@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .drain import DRAIN
+from .drain import DRAIN, DRAINING_MESSAGE
 from .errors import Rejected, error_response
 from .load import LOAD
 
@@ -53,7 +53,7 @@ class AdmissionControl:
             return
         if DRAIN.draining and (scope["path"] == READINESS_PATH or scope["path"] not in UNLIMITED_PATHS):
             await _discard_body(receive, self.max_body_bytes)  # so that closing cannot reset the answer
-            await _reject(scope, receive, send, 503, "shutting down: retry (another instance)", close=True)
+            await _reject(scope, receive, send, 503, DRAINING_MESSAGE, close=True)
             return
         if scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)

@@ -26,7 +26,9 @@ new connections queue and are then reset. Behind the load balancer no new connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
 import logging
 import os
 import signal
@@ -38,12 +40,20 @@ from typing import Any
 
 import uvicorn
 
+from .errors import RETRY_AFTER_S
 from .load import LOAD
 from .timeouts import CLOSE_TIMEOUT_S, DRAIN_TIMEOUT_S
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DRAINING_MESSAGE = "shutting down: retry (another instance)"
+_BODY = json.dumps({"error": DRAINING_MESSAGE}).encode()
+# service.errors.error_response's shape, for connections answered outside uvicorn.
+DRAINING_RESPONSE = (
+    f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {RETRY_AFTER_S}\r\n"
+    f"connection: close\r\ncontent-length: {len(_BODY)}\r\n\r\n"
+).encode() + _BODY
 POLL_S = 0.05
 
 
@@ -79,24 +89,47 @@ async def _drain_then_exit(
     else:
         logger.info("drained in %.1f s", DRAIN_TIMEOUT_S - DRAIN.remaining_s())
     if sole_listener:
-        _refuse_new_connections(server)
+        await _refuse_new_connections(server)
     # uvicorn now closes idle and finished connections; whatever still runs after this is cancelled.
     server.config.timeout_graceful_shutdown = CLOSE_TIMEOUT_S
     exit_(server, sig, frame)
 
 
-def _refuse_new_connections(server: uvicorn.Server) -> None:
+async def _refuse_new_connections(server: uvicorn.Server) -> None:
     """Shut the listening sockets down (not just close this process's descriptor): the arbiter holds
-    them too, and until it exits the kernel would queue connections that nobody accepts."""
+    them too, and until it exits the kernel would queue connections that nobody accepts. Connections
+    the kernel has already queued would be reset by the shutdown: they are taken first and answered
+    503 like any other request during the drain."""
     listeners = [socket.socket(fileno=os.dup(sock.fileno())) for srv in server.servers for sock in srv.sockets]
     for srv in server.servers:
         srv.close()  # stop polling them first
+    queued: list[socket.socket] = []
     for listener in listeners:
         with listener:
+            listener.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                while True:
+                    queued.append(listener.accept()[0])
             try:
                 listener.shutdown(socket.SHUT_RD)
             except OSError as exc:  # already shut down: nothing to refuse
                 logger.debug("listening socket shutdown: %s", exc)
+    logger.info("listening socket shut down: new connections are refused (%d queued ones answered 503)", len(queued))
+    await asyncio.gather(*(_answer_draining(conn) for conn in queued))
+
+
+async def _answer_draining(conn: socket.socket) -> None:
+    """The drain's 503 on a raw connection, then a lingering close (the unread request must not turn
+    the close into a reset that loses the answer)."""
+    loop = asyncio.get_running_loop()
+    with conn:
+        conn.setblocking(False)
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(loop.sock_sendall(conn, DRAINING_RESPONSE), CLOSE_TIMEOUT_S)
+            conn.shutdown(socket.SHUT_WR)
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                while await loop.sock_recv(conn, 65536):
+                    pass
 
 
 def install(sole_listener: bool) -> None:
