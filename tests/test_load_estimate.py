@@ -1,0 +1,65 @@
+"""service.load: Little's law on the rate measured while busy (a fake clock, no server)."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from service import load
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(load, "time", types.SimpleNamespace(monotonic=fake))  # this module's clock only
+    return fake
+
+
+def serve(meter: load.Load, clock: Clock, requests: int, every_s: float, concurrent: int) -> None:
+    """``concurrent`` requests kept in flight, one answered every ``every_s`` seconds."""
+    for _ in range(concurrent - meter.in_flight):
+        meter.admitted()
+    for _ in range(requests):
+        clock.now += every_s
+        meter.answered()
+        meter.admitted()
+
+
+def test_no_estimate_before_enough_busy_time(clock: Clock) -> None:
+    meter = load.Load()
+    assert meter.expected_s() is None
+    serve(meter, clock, requests=3, every_s=0.01, concurrent=4)
+    assert meter.rate() is None  # 30 ms of busy time says nothing yet
+
+
+def test_time_in_flight_is_in_flight_over_rate(clock: Clock) -> None:
+    meter = load.Load()
+    serve(meter, clock, requests=200, every_s=0.02, concurrent=10)  # 50 answers per second
+    assert meter.rate() == pytest.approx(50, rel=0.05)
+    assert meter.expected_s() == pytest.approx((10 + 1) / 50, rel=0.05)
+
+
+def test_idle_time_does_not_lower_the_rate(clock: Clock) -> None:
+    meter = load.Load()
+    serve(meter, clock, requests=100, every_s=0.02, concurrent=1)
+    meter.answered()  # now idle
+    clock.now += 1.0
+    meter.admitted()
+    serve(meter, clock, requests=50, every_s=0.02, concurrent=1)
+    assert meter.rate() == pytest.approx(50, rel=0.05)
+
+
+def test_the_rate_follows_the_last_window(clock: Clock) -> None:
+    meter = load.Load()
+    serve(meter, clock, requests=400, every_s=0.01, concurrent=8)  # 100/s
+    serve(meter, clock, requests=int(load.WINDOW_S / 0.04) + 8, every_s=0.04, concurrent=8)  # then 25/s
+    assert meter.rate() == pytest.approx(25, rel=0.1)
