@@ -8,8 +8,8 @@ What is modelled, and how:
   instances to the pool (reuse on scale-in).
 - Serving: the load balancer spreads requests evenly over in-service instances. Each instance serves up
   to ``capacity_rps``; above that a backlog builds, its waiting time adds to latency, and whatever would
-  wait longer than ``max_latency_s`` is shed (BentoML's behaviour); with no instance in service every
-  request is refused. Below capacity, latency follows an M/M/1 queue per instance (its tail gives the
+  wait longer than ``max_latency_s`` is shed (the service's admission); with no instance in service
+  every request is refused. Below capacity, latency follows an M/M/1 queue per instance (its tail gives the
   share of requests over the latency target).
 - Metrics: per in-service instance, GPU utilisation tracks load, CPU follows it (the API process decodes
   and serves HTTP), GPU memory stays flat, in-flight requests follow Little's law; stopped instances
@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
+
+from service.timeouts import MAX_LATENCY_MS_GPU
 
 from ..config import StackConfig
 from ..signals import PERIOD_S, SIGNALS, normalised, step_for, wake_steps
@@ -117,7 +119,7 @@ class Result:
 @dataclass(frozen=True)
 class ServiceLevel:
     latency_target_s: float = 0.5
-    max_latency_s: float = 1.0  # the service's GPU default RESNET18_MAX_LATENCY_MS
+    max_latency_s: float = MAX_LATENCY_MS_GPU / 1000  # the service's GPU default RESNET18_MAX_LATENCY_MS
     static_utilisation: float = 0.7  # a static fleet "sized for the peak" runs at most this busy
 
 
