@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from starlette.responses import JSONResponse
 
-from . import device_decode, drain, keepalive, multipart
+from . import device_decode, multipart, upstream
 from .admission import AdmissionControl
 from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
@@ -163,9 +163,7 @@ class _BadImage(Exception):
         self.index, self.error = index, error
 
 
-multipart.install()
-keepalive.install()
-drain.install(sole_listener=API_WORKERS == 1)
+upstream.install(sole_listener=API_WORKERS == 1)
 # bentoml.service turns the class into a bentoml.Service, which its type stubs do not say.
 # Added first, so outermost: a request without a valid key is refused from its headers alone, before
 # admission counts it or anything reads its body (service/auth.py).
