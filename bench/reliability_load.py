@@ -1,0 +1,134 @@
+"""Closed-loop clients and probes for the reliability scenarios, recording every request's outcome.
+
+Unlike bench/load.py (throughput at a fixed request count), these run until told to stop, keep each
+request's send and answer times, and classify outcomes by HTTP status or exception name, so a scenario
+can tell the requests in flight at an event from those sent after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from bench.load import Upload
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request: when it was sent and answered (time.monotonic()), and its outcome."""
+
+    sent: float
+    done: float
+    outcome: str  # "200", "503", ... or an exception name ("ReadTimeout", "ConnectError")
+    kind: str = ""
+
+    @property
+    def latency_s(self) -> float:
+        return self.done - self.sent
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "200"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def outcomes(samples: Sequence[Sample]) -> dict[str, int]:
+    return dict(sorted(Counter(s.outcome for s in samples).items()))
+
+
+def latency_summary(samples: Sequence[Sample]) -> dict[str, float]:
+    """p50/p99/max latency in ms."""
+    ms = [1000 * s.latency_s for s in samples]
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms, default=math.nan)}
+
+
+async def send(client: httpx.AsyncClient, url: str, upload: Upload, kind: str = "") -> Sample:
+    sent = time.monotonic()
+    try:
+        response = await client.post(url, content=upload.body, headers={"content-type": upload.content_type})
+        outcome = str(response.status_code)
+    except httpx.HTTPError as exc:
+        outcome = type(exc).__name__
+    return Sample(sent, time.monotonic(), outcome, kind)
+
+
+def pooled_client(connections: int, timeout_s: float) -> httpx.AsyncClient:
+    """A keep-alive pool of ``connections``, like a load balancer's connections to one target."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(limits=limits, timeout=timeout_s)
+
+
+async def closed_loop(
+    client: httpx.AsyncClient,
+    url: str,
+    uploads: Sequence[Upload],
+    clients: int,
+    until: Callable[[], bool],
+    out: list[Sample],
+    backoff_s: float = 0.1,
+) -> None:
+    """``clients`` clients, each sending its next request when the last is answered, until ``until()``.
+    After a failure a client waits ``backoff_s`` (as a retrying client would), so a server that fails
+    fast is not flooded with thousands of requests per second by the load generator itself."""
+
+    async def one(index: int) -> None:
+        n = index
+        while not until():
+            sample = await send(client, url, uploads[n % len(uploads)])
+            out.append(sample)
+            n += clients
+            if not sample.ok:
+                await asyncio.sleep(backoff_s)
+
+    await asyncio.gather(*(one(index) for index in range(clients)))
+
+
+async def probe_every(
+    url: str, interval_s: float, until: Callable[[], bool], out: list[Sample], timeout_s: float = 10
+) -> None:
+    """GET ``url`` every ``interval_s`` on one connection of its own (a health checker's), each probe
+    after the last is answered: a probe that hangs shows as a long latency, not as many lost probes."""
+    async with pooled_client(1, timeout_s) as client:
+        while not until():
+            started = time.monotonic()
+            try:
+                outcome = str((await client.get(url)).status_code)
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            out.append(Sample(started, time.monotonic(), outcome))
+            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+
+
+async def probe_on_ticks(
+    url: str, interval_s: float, until: Callable[[], bool], out: list[Sample], timeout_s: float = 5
+) -> None:
+    """GET ``url`` every ``interval_s`` whether or not the last probe was answered, each on a fresh
+    connection: shows when readiness changes even while probes hang."""
+
+    async def one() -> None:
+        started = time.monotonic()
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as client:
+                outcome = str((await client.get(url)).status_code)
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        out.append(Sample(started, time.monotonic(), outcome))
+
+    pending: list[asyncio.Task[None]] = []
+    while not until():
+        pending.append(asyncio.create_task(one()))
+        await asyncio.sleep(interval_s)
+    await asyncio.gather(*pending)
