@@ -16,11 +16,12 @@ With :func:`install`, the first SIGTERM/SIGINT starts a drain instead:
    cancels what remains), and the process exits. A second signal skips the wait (uvicorn's usual
    behaviour: a second Ctrl-C forces the exit).
 
-The socket is shut down only by a worker that is its sole listener: with several workers on one socket
-the others would spin on it (uvloop 0.23 polls a shut-down listener in a busy loop), so there the
-last answers are followed by a short window (the arbiter reaping its workers, about a second) in which
-new connections queue and are then reset. Behind the load balancer no new connection arrives by then
-(it deregisters the instance first: docs/deploy.md, "Scale-in").
+With several workers on one socket (a GPU instance), a worker cannot shut it down while the others
+still accept on it (uvloop 0.23 polls a shut-down listener in a busy loop): worker 1 closes the door.
+The others exit when their own requests are answered; worker 1, after its own, keeps answering 503
+until its siblings have exited (or the bound), then shuts the socket down. If worker 1 is gone, the
+last connections of the stop can queue and be reset when the arbiter exits; behind the load balancer
+none arrive by then (it deregisters the instance first: docs/deploy.md, "Scale-in").
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import psutil
 import uvicorn
+from bentoml._internal.context import server_context
 
 from .errors import RETRY_AFTER_S
 from .load import LOAD
@@ -78,9 +81,7 @@ class DrainState:
 DRAIN = DrainState()
 
 
-async def _drain_then_exit(
-    server: uvicorn.Server, exit_: Any, sig: int, frame: FrameType | None, sole_listener: bool
-) -> None:
+async def _drain_then_exit(server: uvicorn.Server, exit_: Any, sig: int, frame: FrameType | None, workers: int) -> None:
     logger.info("signal %d: draining %d request(s) in flight (at most %d s)", sig, LOAD.in_flight, DRAIN_TIMEOUT_S)
     while LOAD.in_flight and DRAIN.remaining_s() > 0 and not server.should_exit:
         await asyncio.sleep(POLL_S)
@@ -88,7 +89,9 @@ async def _drain_then_exit(
         logger.warning("drain bound of %d s reached with %d request(s) in flight", DRAIN_TIMEOUT_S, LOAD.in_flight)
     else:
         logger.info("drained in %.1f s", DRAIN_TIMEOUT_S - DRAIN.remaining_s())
-    if sole_listener:
+    if workers == 1 or server_context.worker_index == 1:  # this worker closes the door (see above)
+        while workers > 1 and _siblings_alive() and DRAIN.remaining_s() > 0 and not server.should_exit:
+            await asyncio.sleep(POLL_S)
         await _refuse_new_connections(server)
     # uvicorn now closes idle and finished connections; whatever still runs after this is cancelled.
     server.config.timeout_graceful_shutdown = CLOSE_TIMEOUT_S
@@ -132,9 +135,23 @@ async def _answer_draining(conn: socket.socket) -> None:
                     pass
 
 
-def install(sole_listener: bool) -> None:
+def _siblings_alive() -> bool:
+    """Whether another worker of this server (same parent, same command) is still running."""
+    me = psutil.Process()
+    command = me.cmdline()[:4]  # interpreter, -m, the worker module, the bento: not the worker id
+    parent = me.parent()
+    if parent is None:
+        return False
+    for process in parent.children():
+        with contextlib.suppress(psutil.Error):
+            if process.pid != me.pid and process.status() != psutil.STATUS_ZOMBIE and process.cmdline()[:4] == command:
+                return True
+    return False
+
+
+def install(workers: int) -> None:
     """Make every uvicorn server in this process drain on its first stop signal (idempotent).
-    ``sole_listener``: this process is the only one accepting on its listening socket."""
+    ``workers``: how many worker processes accept on the server's socket."""
     original = uvicorn.Server.handle_exit
     if getattr(original, "_drains", False):
         return
@@ -150,7 +167,7 @@ def install(sole_listener: bool) -> None:
         except RuntimeError:
             original(self, sig, frame)  # not serving yet: nothing to drain
             return
-        loop.call_soon_threadsafe(lambda: loop.create_task(_drain_then_exit(self, original, sig, frame, sole_listener)))
+        loop.call_soon_threadsafe(lambda: loop.create_task(_drain_then_exit(self, original, sig, frame, workers)))
 
     handle_exit._drains = True  # type: ignore[attr-defined]
     uvicorn.Server.handle_exit = handle_exit  # type: ignore[method-assign]

@@ -163,7 +163,7 @@ class _BadImage(Exception):
         self.index, self.error = index, error
 
 
-upstream.install(sole_listener=API_WORKERS == 1)
+upstream.install(workers=API_WORKERS)
 # bentoml.service turns the class into a bentoml.Service, which its type stubs do not say.
 # Added first, so outermost: a request without a valid key is refused from its headers alone, before
 # admission counts it or anything reads its body (service/auth.py).

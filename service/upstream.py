@@ -21,9 +21,9 @@ from __future__ import annotations
 from . import drain, keepalive, multipart, respawn
 
 
-def install(*, sole_listener: bool) -> None:
-    """``sole_listener``: this worker is the only process accepting on the server's socket."""
+def install(*, workers: int) -> None:
+    """``workers``: how many worker processes serve (accept on the server's socket)."""
     multipart.install()
     keepalive.install()
-    drain.install(sole_listener=sole_listener)
+    drain.install(workers=workers)
     respawn.install()

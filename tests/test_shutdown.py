@@ -31,9 +31,14 @@ CLIENTS = 16
 REFUSED = "ConnectError"
 
 
-def _serve_env(model_store: tuple[Path, str]) -> dict[str, str]:
+def _serve_env(model_store: tuple[Path, str], workers: int = 1) -> dict[str, str]:
     home, _ = model_store
-    return {"BENTOML_HOME": str(home), "RESNET18_DEVICE": "cpu", "RESNET18_PRECISION": "fp32"}
+    return {
+        "BENTOML_HOME": str(home),
+        "RESNET18_DEVICE": "cpu",
+        "RESNET18_PRECISION": "fp32",
+        "RESNET18_API_WORKERS": str(workers),
+    }
 
 
 def _outcome(call: Callable[[], httpx.Response]) -> tuple[str, httpx.Response | None]:
@@ -44,11 +49,14 @@ def _outcome(call: Callable[[], httpx.Response]) -> tuple[str, httpx.Response | 
     return str(response.status_code), response
 
 
-def test_sigterm_under_load_answers_every_admitted_request(tmp_path: Path, model_store: tuple[Path, str]) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["one worker", "two workers (GPU shape)"])
+def test_sigterm_under_load_answers_every_admitted_request(
+    tmp_path: Path, model_store: tuple[Path, str], workers: int
+) -> None:
     body = images.jpeg(seed=3)
     before: collections.Counter[str] = collections.Counter()
     after: collections.Counter[str] = collections.Counter()
-    after_answers: list[httpx.Response] = []
+    answers: list[httpx.Response] = []
     signalled, stop = threading.Event(), threading.Event()
     lock = threading.Lock()
 
@@ -61,12 +69,12 @@ def test_sigterm_under_load_answers_every_admitted_request(tmp_path: Path, model
                 )
                 with lock:
                     (after if sent_after else before)[outcome] += 1
-                    if sent_after and response is not None:
-                        after_answers.append(response)
+                    if response is not None:
+                        answers.append(response)
                 if sent_after:
                     time.sleep(0.02)
 
-    with bentoml_serve(_serve_env(model_store), tmp_path / "server.log") as server:
+    with bentoml_serve(_serve_env(model_store, workers), tmp_path / "server.log") as server:
         threads = [threading.Thread(target=client, args=(server,), daemon=True) for _ in range(CLIENTS)]
         for thread in threads:
             thread.start()
@@ -82,14 +90,17 @@ def test_sigterm_under_load_answers_every_admitted_request(tmp_path: Path, model
         log = server.log_text()
 
     assert exit_code == 0, log[-2000:]
-    assert set(before) == {"200"}, before  # everything admitted before the signal was answered normally
+    # A request whose upload began just before the signal may reach the server after it: then it is not
+    # admitted, and gets the drain's 503. Whatever was admitted got its normal answer: nothing else.
+    assert before["200"] > 0 and set(before) <= {"200", "503"}, before
     assert set(after) <= {"200", "503", REFUSED}, after  # no reset, timeout or 500 after the signal
     assert set(readiness) <= {"503", REFUSED} and readiness[0] == "503", readiness
-    for response in after_answers:
+    for response in answers:
         if response.status_code == 503:
             assert response.headers["retry-after"] == "1" and response.headers["connection"] == "close"
-            assert "shutting down" in response.json()["error"]
-    assert "draining" in log and "drained in" in log
+            assert response.json()["error"] == drain.DRAINING_MESSAGE
+    assert log.count("drained in") == workers
+    assert log.count("listening socket shut down") == 1  # by the one worker that closes the door
 
 
 def test_a_request_still_uploading_at_the_signal_is_answered(tmp_path: Path, model_store: tuple[Path, str]) -> None:
@@ -147,7 +158,7 @@ def test_the_drain_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
             lambda srv, sig, frame: exits.append(sig),
             signal.SIGTERM,
             None,
-            sole_listener=False,
+            workers=2,
         )
     )
     assert exits == [signal.SIGTERM]
@@ -159,7 +170,7 @@ def test_a_second_signal_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drain, "DRAIN", drain.DrainState())
     calls: list[int] = []
     monkeypatch.setattr(drain.uvicorn.Server, "handle_exit", lambda self, sig, frame: calls.append(sig))
-    drain.install(sole_listener=True)
+    drain.install(workers=1)
     server = drain.uvicorn.Server.__new__(drain.uvicorn.Server)
     drain.DRAIN.begin()  # the first signal already started the drain
     drain.uvicorn.Server.handle_exit(server, signal.SIGTERM, None)
