@@ -15,7 +15,7 @@ ERROR_STATUSES = {
     401: "API keys are configured (RESNET18_API_KEYS_FILE) and the request has no valid `Authorization: Bearer` key",
     413: "body, image (pixels, read from its header) or image count over the configured limits",
     422: "not an image, or a truncated/corrupt one (with several images, `image` names the index)",
-    503: "overloaded (shed by adaptive batching or too many requests in flight), or the model is not ready",
+    503: "overloaded (could not be answered within the latency target), shutting down, or the model is not ready",
     504: "not answered within the service's 60 s request timeout (BentoML's traffic timeout)",
 }
 
