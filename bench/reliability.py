@@ -1,7 +1,7 @@
 """Reliability under stop, overload, idle connections, a killed worker and a long mixed run (issue 10).
 
     python -m bench.reliability [--repo PATH] [--only stop,overload,keepalive,kill,soak]
-        [--skip-keepalive] [--overload-clients 128] [--soak-requests 10000] [--weights PATH]
+        [--skip-keepalive] [--containerized] [--overload-clients 128] [--soak-requests 10000] [--weights PATH]
 
 Each scenario starts its own `bentoml serve` of the checkout at --repo (this venv's packages, that
 checkout's service code) on CPU, with seeded stand-in weights unless --weights is given. Prints one
@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--soak-requests", type=int, default=10_000)
     parser.add_argument("--soak-concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=30, help="client timeout per request (s)")
+    parser.add_argument(
+        "--containerized", action="store_true", help="set BENTOML_CONTAINERIZED=true, as the container image does"
+    )
     parser.add_argument("--weights", type=Path, default=None, help="a .pth state dict; default: seeded")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--label", default=None, help="name of the JSON file; default: the checkout's commit")
@@ -187,15 +190,17 @@ def main() -> None:
         for name in chosen:
             progress.console.print(f"{name}: starting a fresh `bentoml serve` of {repo}")
             try:
-                with serve(repo, weights, args.out / f"reliability-{name}.log") as served:
+                env = {"BENTOML_CONTAINERIZED": "true"} if args.containerized else {}
+                with serve(repo, weights, args.out / f"reliability-{name}.log", env) as served:
                     results[name] = runs[name](served)
             except Exception as exc:  # one scenario's failure is a finding, not the end of the run
                 results[name] = {"error": f"{type(exc).__name__}: {exc}"}
             time.sleep(1)
 
+    where = ", BENTOML_CONTAINERIZED=true" if args.containerized else ""
     title = (
         f"reliability of {repo} ({commit}) on {os.cpu_count()} CPU cores ({platform.machine()}), CPU fp32, "
-        f"seeded weights, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"seeded weights{where}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     print(table(title, results))
     path = args.out / f"reliability-{args.label or commit or 'run'}.json"

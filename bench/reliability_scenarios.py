@@ -34,7 +34,7 @@ from bench.reliability_load import (
     probe_on_ticks,
     send,
 )
-from bench.reliability_server import Served, tree_rss_mb, workers
+from bench.reliability_server import Served, gone, tree_rss_mb, workers
 from bench.sample_images import encode, jpeg, photo
 
 NORMAL_CLIENTS = 16
@@ -258,8 +258,8 @@ async def worker_killed(
         )
         await _ticker(progress, "worker kill: load before", 5)
         (victim,) = workers(served.pid)
-        killed = time.monotonic()
         victim.kill()
+        killed = await gone(victim)  # requests sent before this were in flight at the kill
 
         def first_ok_after() -> Sample | None:
             return min((s for s in samples if s.ok and s.sent >= killed), key=lambda s: s.done, default=None)

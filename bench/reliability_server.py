@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,3 +69,16 @@ def tree_rss_mb(pid: int) -> float:
         with contextlib.suppress(psutil.Error):
             total += process.memory_info().rss
     return total / 1e6
+
+
+async def gone(process: psutil.Process) -> float:
+    """time.monotonic() once a killed ``process`` is dead: a zombie until its parent (the arbiter) reaps
+    it, which circus does only on its next check, up to 10 s later. Its sockets close at death."""
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        await asyncio.sleep(0.005)
+    return time.monotonic()
