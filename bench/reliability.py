@@ -106,15 +106,17 @@ def rows(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
         keys = [
             ("in flight at SIGKILL", "in_flight_at_kill"),
             ("sent after, until the first 200", "sent_after_kill_until_first_200"),
+            ("  their latency", "sent_after_kill_until_first_200_latency"),
             ("sent after the first 200", "sent_after_first_200"),
             ("failed requests in all", "failed_total"),
             ("SIGKILL -> first 200 (s)", "kill_to_first_200_s"),
             ("worker pid before -> after", "old_worker_pid"),
-            ("arbiter exit code (None: running)", "arbiter_exit_code"),
+            ("arbiter exit code (-: running)", "arbiter_exit_code"),
+            ("SIGKILL -> arbiter exit (s)", "kill_to_arbiter_exit_s"),
             ("/readyz afterwards", "readyz_after"),
         ]
         out = [(label, _fmt(result[key])) for label, key in keys]
-        out[5] = (out[5][0], f"{result['old_worker_pid']} -> {result['new_worker_pids'] or 'none'}")
+        out[6] = (out[6][0], f"{result['old_worker_pid']} -> {result['new_worker_pids'] or 'none'}")
         return out
     if name == "soak":
         return [

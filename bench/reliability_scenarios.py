@@ -264,10 +264,12 @@ async def worker_killed(
         def first_ok_after() -> Sample | None:
             return min((s for s in samples if s.ok and s.sent >= killed), key=lambda s: s.done, default=None)
 
+        arbiter_exited = math.nan
         task = progress.add_task("worker kill: waiting for 200s", total=give_up_s)
         while (recovered := first_ok_after()) is None and time.monotonic() - killed < give_up_s:
             if served.process.poll() is not None:
-                break  # the arbiter gave up (BENTOML_CONTAINERIZED: no respawn)
+                arbiter_exited = time.monotonic()  # the arbiter gave up (no respawn: BENTOML_CONTAINERIZED)
+                break
             progress.update(task, completed=time.monotonic() - killed)
             await asyncio.sleep(0.1)
         progress.update(task, completed=give_up_s)
@@ -287,15 +289,18 @@ async def worker_killed(
     in_flight = [s for s in samples if s.sent < killed <= s.done]
     after = [s for s in samples if s.sent >= killed]
     after_recovery = [s for s in after if recovered is not None and s.sent >= recovered.done]
+    until_recovery = [s for s in after if s not in after_recovery]
     return {
         "in_flight_at_kill": outcomes(in_flight),
-        "sent_after_kill_until_first_200": outcomes([s for s in after if s not in after_recovery]),
+        "sent_after_kill_until_first_200": outcomes(until_recovery),
+        "sent_after_kill_until_first_200_latency": latency_summary(until_recovery),
         "sent_after_first_200": outcomes(after_recovery),
         "failed_total": sum(1 for s in samples if not s.ok and s.sent < killed + give_up_s),
         "kill_to_first_200_s": recovered.done - killed if recovered else None,
         "old_worker_pid": victim.pid,
         "new_worker_pids": [w.pid for w in new_workers],
         "arbiter_exit_code": arbiter_exit,
+        "kill_to_arbiter_exit_s": None if math.isnan(arbiter_exited) else arbiter_exited - killed,
         "readyz_after": readyz,
     }
 
