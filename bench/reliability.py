@@ -60,7 +60,7 @@ def rows(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
     """(measure, value) lines of the table for one scenario's result."""
     if name == "stop":
         keys = [
-            ("in flight at SIGTERM", "in_flight_at_signal"),
+            ("in flight at SIGTERM (sent, not answered)", "in_flight_at_signal"),
             ("sent after SIGTERM (server running)", "sent_after_signal"),
             ("  their latency", "sent_after_signal_latency"),
             ("sent after exit", "sent_after_exit"),
@@ -80,6 +80,13 @@ def rows(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
                 (f"{clients} clients: goodput (200/s)", _fmt(r["goodput_per_s"])),
                 (f"{clients} clients: latency of 200s", _fmt(r)),
                 (f"{clients} clients: statuses", _fmt(r["statuses"])),
+                *[
+                    (
+                        f"  sent from {w['from_s']:.0f} s: p99 of 200s (ms), statuses",
+                        f"{_fmt(w['p99_ms'])}; {_fmt(w['statuses'])}",
+                    )
+                    for w in r["windows"]
+                ],
             ]
         out.append(("goodput ratio overload/normal", _fmt(result["goodput_ratio"])))
         rec, first = result["recovery"], result["recovery_first_2s"]

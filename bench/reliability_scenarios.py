@@ -118,7 +118,26 @@ def _phase(samples: Sequence[Sample], start: float, end: float) -> dict[str, Any
         "goodput_per_s": answered_in_window / (end - start),
         "statuses": outcomes(samples),
         **latency_summary(ok),
+        "windows": _windows(samples, start, end),
     }
+
+
+def _windows(samples: Sequence[Sample], start: float, end: float, width_s: float = 5) -> list[dict[str, Any]]:
+    """Per ``width_s`` window by send time: statuses and the p99 of the 200s (a transient at the start of
+    a phase, while the admission adapts, and the steady state after it are told apart)."""
+    out = []
+    at = start
+    while at < end - 0.5:
+        inside = [s for s in samples if at <= s.sent < at + width_s]
+        out.append(
+            {
+                "from_s": round(at - start, 1),
+                "statuses": outcomes(inside),
+                **latency_summary([s for s in inside if s.ok]),
+            }
+        )
+        at += width_s
+    return out
 
 
 async def overload(
