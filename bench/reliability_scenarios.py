@@ -276,7 +276,7 @@ async def worker_killed(
             closed_loop(client, f"{served.base}/predict", uploads, NORMAL_CLIENTS, lambda: finished, samples)
         )
         await _ticker(progress, "worker kill: load before", 5)
-        (victim,) = workers(served.pid)
+        victim = workers(served.pid)[0]  # the only one on CPU; on a GPU, one of one per vCPU
         victim.kill()
         killed = await gone(victim)  # requests sent before this were in flight at the kill
 
