@@ -26,8 +26,9 @@ tag=$(env -u RESNET18_WEIGHTS "$VENV/bin/bentoml" build --output tag | tail -n1 
 version=${tag#*:}
 t_bento=$SECONDS
 
-# isolation=chroot and network=host: what podman's builder can do inside this sandbox.
-"$VENV/bin/bentoml" containerize "$tag" --backend podman --opt isolation=chroot --opt network=host \
+# isolation=chroot and network=host: what podman's builder can do inside this sandbox. `python -m
+# container.upstream` is `bentoml` with the workaround a Dockerfile template needs (container/upstream.py).
+"$VENV/bin/python" -m container.upstream containerize "$tag" --backend podman --opt isolation=chroot --opt network=host \
   -t "$IMAGE_NAME:$version" -t "$IMAGE_NAME:latest"
 t_image=$SECONDS
 

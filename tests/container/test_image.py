@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from container.template import removed_cuda_libraries
 from infra.container import STOP_TIMEOUT_S
 from tests import images
 from tests.container.conftest import Container, podman
@@ -31,6 +32,26 @@ def test_runs_hardened_as_non_root(container: Container) -> None:
     denied = podman("exec", container.name, "touch", "/home/bentoml/bento/x", check=False)
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr
     assert podman("exec", container.name, "sh", "-c", 'test -d "$BENTOML_HOME" && echo ok').stdout.strip() == "ok"
+
+
+def test_image_leaves_out_triton_and_cuda_libraries_nothing_loads(container: Container) -> None:
+    """container/Dockerfile.j2's removals, checked in the image: triton is not installed, and no file left in
+    the venv names a removed CUDA library, so none can need it (DT_NEEDED) or dlopen it. The CUDA libraries
+    torch does load are all there: the model worker imported torch (libtorch_cuda and its dependencies are
+    loaded even on a CPU) to answer /readyz."""
+    find_triton = "import importlib.util; print(importlib.util.find_spec('triton'))"
+    assert podman("exec", container.name, "python", "-c", find_triton).stdout.strip() == "None"
+    stems = [arg for name in removed_cuda_libraries() for arg in ("-e", name.removeprefix("lib").split(".so")[0])]
+    named = podman("exec", container.name, "grep", "-rlsF", *stems, "/app/.venv", check=False)
+    assert named.returncode in (0, 1), named.stderr  # grep: 1 = nothing matched, 2 = an error
+    # Naming them is fine for the wheels' file lists, headers, and cuda.pathfinder's catalog of the libraries
+    # it finds when a caller asks for one by name (no other file has the name to ask with).
+    loaders = [
+        path
+        for path in named.stdout.splitlines()
+        if not path.endswith(("/RECORD", ".h")) and "/cuda/pathfinder/_dynamic_libs/" not in path
+    ]
+    assert loaders == []
 
 
 @pytest.mark.parametrize(
