@@ -7,13 +7,14 @@ circus 0.18.3 (requirements.lock.txt). Re-check them when any of those is upgrad
   file under a wrong field name with 500;
 - :mod:`service.keepalive`: `bentoml serve` keeps idle connections 5 s, less than a load balancer's 60 s;
 - :mod:`service.drain`: on SIGTERM uvicorn stops accepting while circus keeps the socket open (new
-  connections hang), and nothing bounds the stop;
+  connections hang), nothing bounds the stop, and uvicorn's shutdown closes a just-accepted connection
+  before reading its request;
 - :mod:`service.respawn`: BentoML does not restart a crashed worker inside a container.
 
 Elsewhere, because they cannot live in the service process: BentoML answers 4xx exceptions with a JSON
 list (:mod:`service.errors` answers its own), its image sets ``BENTOML_HOME`` where a read-only root
-cannot write (``infra/container.py``), and ``bentoml containerize`` with a Dockerfile template
-(``container/``).
+cannot write (``infra/container.py``), and ``bentoml containerize`` with a Dockerfile template fails
+unless TMPDIR is under the working directory (``container/upstream.py``, bentoml/BentoML#5566).
 """
 
 from __future__ import annotations
