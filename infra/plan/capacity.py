@@ -7,8 +7,9 @@ instance tops out near 300-400 requests/s whatever its GPU, and the numbers belo
 that. With ``--benchmark`` (bench/results/results.json, or gpu_check.json from a GPU) each type's
 capacity is derived from measurements instead (:func:`derived_capacity`); ``--capacity`` gives one figure
 for the stack's own type.
-Boot times: a cold start is boot + pulling the ~6 GB image + model load and warm-up; a warm start is
-starting a stopped warm-pool instance whose image is on disk (docs/deploy.md).
+Boot times: a cold start is boot + pulling the image (2.95 GB compressed, 5.0 GB unpacked: docs/container.md)
++ model load and warm-up; a warm start is starting a stopped warm-pool instance whose image is on disk
+(docs/deploy.md). Both are estimates until measured on AWS.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class InstanceModel:
     capacity_rps: float
     usd_per_hour: float
     root_volume_gb: int = 100
-    cold_start_s: float = 420.0  # boot ~90 s + image pull ~4 min + model load and warm-up ~1 min
+    # boot ~90 s + image pull and unpack ~4 min (kept from the 3.64 GB image: unmeasured, so not
+    # shortened) + model load and warm-up ~1 min
+    cold_start_s: float = 420.0
     warm_start_s: float = 75.0  # start a stopped instance, container restart, model load, /readyz
     base_latency_s: float = 0.05  # one request at no load: HTTP, decode, one small batch
     source: str = "assumed"
