@@ -89,6 +89,7 @@ def rows(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
                 ],
             ]
         out.append(("goodput ratio overload/normal", _fmt(result["goodput_ratio"])))
+        out.append(("load generator", result.get("client", "httpx")))
         rec, first = result["recovery"], result["recovery_first_2s"]
         out += [
             (f"recovery ({result['normal_clients']} clients, 5 s): statuses", _fmt(rec["statuses"])),
@@ -158,6 +159,12 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated, of {','.join(SCENARIOS)}")
     parser.add_argument("--skip-keepalive", action="store_true", help="skip the 65 s idle connection")
     parser.add_argument("--overload-clients", type=int, default=128, help="8x the 16 normal clients")
+    parser.add_argument(
+        "--overload-client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the overload's load generator: bare asyncio sockets (cheap) or httpx (as the other scenarios)",
+    )
     parser.add_argument("--phase-seconds", type=float, default=20, help="normal and overload phases")
     parser.add_argument("--soak-requests", type=int, default=10_000)
     parser.add_argument("--soak-concurrency", type=int, default=8)
@@ -188,7 +195,16 @@ def main() -> None:
         runs: dict[str, Callable[[Any], Any]] = {
             "stop": lambda s: asyncio.run(scenarios.stop_under_load(s, uploads, progress, args.timeout)),
             "overload": lambda s: asyncio.run(
-                scenarios.overload(s, uploads, progress, args.overload_clients, args.phase_seconds, 5, args.timeout)
+                scenarios.overload(
+                    s,
+                    uploads,
+                    progress,
+                    args.overload_clients,
+                    args.phase_seconds,
+                    5,
+                    args.timeout,
+                    args.overload_client,
+                )
             ),
             "keepalive": lambda s: scenarios.idle_keepalive(s, progress),
             "kill": lambda s: asyncio.run(scenarios.worker_killed(s, uploads, progress, args.timeout)),

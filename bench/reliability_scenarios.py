@@ -24,14 +24,17 @@ from rich.progress import Progress
 
 from bench.load import Upload
 from bench.reliability_load import (
+    Post,
     Sample,
     closed_loop,
+    httpx_posts,
     latency_summary,
     outcomes,
     percentile,
     pooled_client,
     probe_every,
     probe_on_ticks,
+    raw_posts,
     send,
 )
 from bench.reliability_server import Served, gone, tree_rss_mb, workers
@@ -66,7 +69,9 @@ async def stop_under_load(
     finished = False
     async with pooled_client(NORMAL_CLIENTS, timeout_s) as client:
         load = asyncio.create_task(
-            closed_loop(client, f"{served.base}/predict", uploads, NORMAL_CLIENTS, lambda: finished, samples)
+            closed_loop(
+                httpx_posts(client, f"{served.base}/predict"), uploads, NORMAL_CLIENTS, lambda: finished, samples
+            )
         )
         await _ticker(progress, "stop: load before the signal", 5)
         signalled = time.monotonic()
@@ -148,8 +153,11 @@ async def overload(
     phase_s: float,
     recovery_s: float,
     timeout_s: float,
+    client_kind: str = "raw",
 ) -> dict[str, Any]:
-    """Normal load, then ``clients`` (8x), then normal again at once; /livez and /readyz probed during 8x."""
+    """Normal load, then ``clients`` (8x), then normal again at once; /livez and /readyz probed during 8x.
+    ``client_kind`` "raw" (default) sends through one :class:`RawConnection` per client, "httpx" through an
+    httpx pool (the client of the other scenarios; at 8x on 2 cores it inflates latencies, see there)."""
     predict = f"{served.base}/predict"
     normal: list[Sample] = []
     heavy: list[Sample] = []
@@ -160,43 +168,57 @@ async def overload(
     def deadline(at: float) -> Any:
         return lambda: time.monotonic() >= at
 
-    async with pooled_client(NORMAL_CLIENTS, timeout_s) as client:
-        warm_end = time.monotonic() + 3
-        await asyncio.gather(
-            closed_loop(client, predict, uploads, NORMAL_CLIENTS, deadline(warm_end), []),
-            _ticker(progress, "overload: warm-up", 3),
-        )
-        normal_start = time.monotonic()
-        await asyncio.gather(
-            closed_loop(client, predict, uploads, NORMAL_CLIENTS, deadline(normal_start + phase_s), normal),
-            _ticker(progress, f"overload: {NORMAL_CLIENTS} clients", phase_s),
-        )
-        normal_end = time.monotonic()
-    async with pooled_client(clients, timeout_s) as heavy_client, pooled_client(NORMAL_CLIENTS, timeout_s) as client:
-        heavy_start = time.monotonic()
-        heavy_end = heavy_start + phase_s
-        heavy_load = asyncio.create_task(
-            closed_loop(heavy_client, predict, uploads, clients, deadline(heavy_end), heavy)
-        )
-        await asyncio.gather(
-            probe_every(f"{served.base}/livez", 0.2, deadline(heavy_end), livez),
-            probe_every(f"{served.base}/readyz", 0.2, deadline(heavy_end), readyz),
-            _ticker(progress, f"overload: {clients} clients", phase_s),
-        )
-        # Load drops back at once: the recovery clients start while the 8x requests still in flight finish.
-        recovery_start = time.monotonic()
-        await asyncio.gather(
-            heavy_load,
-            closed_loop(client, predict, uploads, NORMAL_CLIENTS, deadline(recovery_start + recovery_s), recovery),
-            _ticker(progress, "overload: recovery", recovery_s),
-        )
-        recovery_end = time.monotonic()
+    def posts(count: int) -> tuple[Post, Any]:
+        if client_kind == "httpx":
+            pool = pooled_client(count, timeout_s)
+            return httpx_posts(pool, predict), pool.aclose
+        post, close = raw_posts(predict, count, timeout_s)
+
+        async def aclose() -> None:
+            close()
+
+        return post, aclose
+
+    post, close = posts(NORMAL_CLIENTS)
+    warm_end = time.monotonic() + 3
+    await asyncio.gather(
+        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(warm_end), []),
+        _ticker(progress, "overload: warm-up", 3),
+    )
+    normal_start = time.monotonic()
+    await asyncio.gather(
+        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(normal_start + phase_s), normal),
+        _ticker(progress, f"overload: {NORMAL_CLIENTS} clients", phase_s),
+    )
+    normal_end = time.monotonic()
+    await close()
+    heavy_post, heavy_close = posts(clients)
+    post, close = posts(NORMAL_CLIENTS)
+    heavy_start = time.monotonic()
+    heavy_end = heavy_start + phase_s
+    heavy_load = asyncio.create_task(closed_loop(heavy_post, uploads, clients, deadline(heavy_end), heavy))
+    await asyncio.gather(
+        probe_every(f"{served.base}/livez", 0.2, deadline(heavy_end), livez),
+        probe_every(f"{served.base}/readyz", 0.2, deadline(heavy_end), readyz),
+        _ticker(progress, f"overload: {clients} clients", phase_s),
+    )
+    # Load drops back at once: the recovery clients start while the 8x requests still in flight finish.
+    recovery_start = time.monotonic()
+    await asyncio.gather(
+        heavy_load,
+        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(recovery_start + recovery_s), recovery),
+        _ticker(progress, "overload: recovery", recovery_s),
+    )
+    recovery_end = time.monotonic()
+    await heavy_close()
+    await close()
 
     base, loaded = _phase(normal, normal_start, normal_end), _phase(heavy, heavy_start, heavy_end)
     first = [s for s in recovery if s.sent < recovery_start + 2]
     return {
         "normal_clients": NORMAL_CLIENTS,
         "overload_clients": clients,
+        "client": client_kind,
         "normal": base,
         "overload": loaded,
         "goodput_ratio": loaded["goodput_per_s"] / base["goodput_per_s"] if base["goodput_per_s"] else math.nan,
@@ -273,7 +295,9 @@ async def worker_killed(
     finished = False
     async with pooled_client(NORMAL_CLIENTS, timeout_s) as client:
         load = asyncio.create_task(
-            closed_loop(client, f"{served.base}/predict", uploads, NORMAL_CLIENTS, lambda: finished, samples)
+            closed_loop(
+                httpx_posts(client, f"{served.base}/predict"), uploads, NORMAL_CLIENTS, lambda: finished, samples
+            )
         )
         await _ticker(progress, "worker kill: load before", 5)
         victim = workers(served.pid)[0]  # the only one on CPU; on a GPU, one of one per vCPU

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bench.load import Upload
-from bench.reliability_load import Sample, closed_loop, pooled_client
+from bench.reliability_load import Sample, closed_loop, httpx_posts, pooled_client
 from bench.reliability_server import gone, workers
 from tests import images
 from tests.server import Server, bentoml_serve
@@ -37,7 +37,7 @@ async def _kill_under_load(server: Server, uploads: list[Upload]) -> tuple[list[
     deadline = time.monotonic() + SAFETY_S
     async with pooled_client(CLIENTS, timeout_s=SAFETY_S) as client:
         load = asyncio.create_task(
-            closed_loop(client, f"{server.url}/predict", uploads, CLIENTS, lambda: finished, samples)
+            closed_loop(httpx_posts(client, f"{server.url}/predict"), uploads, CLIENTS, lambda: finished, samples)
         )
         while sum(s.ok for s in samples) < 3 * CLIENTS and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
