@@ -57,6 +57,15 @@ def _since(samples: Sequence[Sample], t0: float) -> list[dict[str, Any]]:
     return [{"t_s": round(s.sent - t0, 2), "outcome": s.outcome, "ms": round(1000 * s.latency_s, 1)} for s in samples]
 
 
+def _normal_load(
+    client: httpx.AsyncClient, served: Served, uploads: Sequence[Upload], until: Any, out: list[Sample]
+) -> asyncio.Task[None]:
+    """:data:`NORMAL_CLIENTS` closed-loop clients on /predict through ``client``, until ``until()``."""
+    return asyncio.create_task(
+        closed_loop(httpx_posts(client, f"{served.base}/predict"), uploads, NORMAL_CLIENTS, until, out)
+    )
+
+
 # a. SIGTERM under load ------------------------------------------------------------------------------
 
 
@@ -68,11 +77,7 @@ async def stop_under_load(
     probes: list[Sample] = []
     finished = False
     async with pooled_client(NORMAL_CLIENTS, timeout_s) as client:
-        load = asyncio.create_task(
-            closed_loop(
-                httpx_posts(client, f"{served.base}/predict"), uploads, NORMAL_CLIENTS, lambda: finished, samples
-            )
-        )
+        load = _normal_load(client, served, uploads, lambda: finished, samples)
         await _ticker(progress, "stop: load before the signal", 5)
         signalled = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
@@ -294,11 +299,7 @@ async def worker_killed(
     samples: list[Sample] = []
     finished = False
     async with pooled_client(NORMAL_CLIENTS, timeout_s) as client:
-        load = asyncio.create_task(
-            closed_loop(
-                httpx_posts(client, f"{served.base}/predict"), uploads, NORMAL_CLIENTS, lambda: finished, samples
-            )
-        )
+        load = _normal_load(client, served, uploads, lambda: finished, samples)
         await _ticker(progress, "worker kill: load before", 5)
         victim = workers(served.pid)[0]  # the only one on CPU; on a GPU, one of one per vCPU
         victim.kill()
