@@ -10,18 +10,23 @@ BentoML 1.4 has no request-body limit, no latency-based admission, and answers o
   ``min_in_flight`` (one full batch) are always admitted, at most ``max_in_flight`` (memory);
 - bodies over ``max_body_bytes`` get 413, from the Content-Length header when there is one, else as
   soon as the streamed body passes the limit (nothing past it is read);
-- :class:`service.errors.Rejected` raised while the request is parsed becomes its 4xx.
+- :class:`service.errors.Rejected` raised while the request is parsed becomes its 4xx
+  (:class:`service.errors.AnswerRejected`, further in).
 Health and metrics endpoints are never limited nor counted: they never wait behind inference.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .drain import DRAIN, DRAINING_MESSAGE
 from .errors import Rejected, error_response
 from .load import LOAD
+from .tally import Tally
+
+logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,9 +40,13 @@ CLOSE = (b"connection", b"close")
 # The estimate is the mean time in flight; the admitted requests' p99 was 1.2-1.4x their median at 8x and
 # 16x overload (2 cores, docs/reliability.md), so admission keeps the mean that much under the target.
 TAIL_RATIO = 1.3
+# Refusals run in front of BentoML's access log (service/middleware_order.py): counted here instead.
+REFUSED = Tally(logger, "refused")
 
 
 class AdmissionControl:
+    in_front_of_bentoml = True  # service/middleware_order.py
+
     def __init__(
         self, app: ASGIApp, max_body_bytes: int, max_latency_s: float, min_in_flight: int, max_in_flight: int
     ) -> None:
@@ -53,6 +62,7 @@ class AdmissionControl:
             return
         if DRAIN.draining and (scope["path"] == READINESS_PATH or scope["path"] not in UNLIMITED_PATHS):
             await _discard_body(receive, self.max_body_bytes)  # so that closing cannot reset the answer
+            REFUSED.add("503 draining")
             await _reject(scope, receive, send, 503, DRAINING_MESSAGE, close=True)
             return
         if scope["path"] in UNLIMITED_PATHS:
@@ -60,10 +70,14 @@ class AdmissionControl:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
+            REFUSED.add("413 too large")
             await _reject(scope, receive, send, 413, self._too_large(declared))
             return
         busy = self._busy()
         if busy is not None:
+            REFUSED.add(
+                "503 over the in-flight cap" if LOAD.in_flight >= self.max_in_flight else "503 over the latency target"
+            )
             await _reject(scope, receive, send, 503, f"overloaded: {busy}; retry shortly")
             return
 
@@ -89,11 +103,7 @@ class AdmissionControl:
 
         LOAD.admitted()
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except Rejected as rejected:
-            if response_started:
-                raise
-            await error_response(rejected.status, rejected.message)(scope, receive, tracking_send)
+            await self.app(scope, limited_receive, tracking_send)  # a Rejected: service.errors.AnswerRejected
         finally:
             LOAD.answered()
 

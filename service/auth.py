@@ -28,8 +28,11 @@ from starlette.responses import JSONResponse
 
 from .config import ConfigError
 from .routes import HEALTH_ROUTES, METRICS_ROUTE
+from .tally import Tally
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
+# Refusals run in front of BentoML's access log (service/middleware_order.py): counted here instead.
+REFUSED = Tally(logger, "refused")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -137,6 +140,8 @@ def keys_from_env() -> ApiKeys | None:
 class ApiKeyAuth:
     """ASGI middleware: 401 for a missing or wrong key, before the request body is read."""
 
+    in_front_of_bentoml = True  # service/middleware_order.py
+
     def __init__(self, app: ASGIApp, keys: ApiKeys | None) -> None:
         self.app = app
         self.keys = keys
@@ -147,9 +152,11 @@ class ApiKeyAuth:
             return
         key = _bearer_token(scope)
         if key is None:
+            REFUSED.add("401 no key")
             await _unauthorized("missing API key: send 'Authorization: Bearer <key>'", None)(scope, receive, send)
             return
         if not self.keys.accepts(key):
+            REFUSED.add("401 wrong key")
             await _unauthorized("invalid API key", "invalid_token")(scope, receive, send)
             return
         await self.app(scope, receive, send)

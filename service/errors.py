@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import JSONResponse
 
 # How long a client (or the load balancer's retry) should wait after an overload answer. Batches
@@ -29,10 +31,38 @@ class Rejected(BaseException):
     """Ends a request from deep inside BentoML's request parsing with a clean 4xx.
 
     A BaseException on purpose: BentoML turns every ``Exception`` raised while it parses a request
-    into a generic 500. :class:`service.admission.AdmissionControl` catches this one and answers it.
+    into a generic 500. :class:`AnswerRejected` catches this one and answers it.
     """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class AnswerRejected:
+    """ASGI middleware: a :class:`Rejected` raised inside (while BentoML parses the request, or reads
+    its body through admission's size limit) becomes its 4xx, unless the answer has already begun.
+
+    Added after the service's other middlewares and left inside BentoML's own
+    (service/middleware_order.py): caught in front of them, such a request was never answered (its
+    client timed out; BentoML 1.4.40), so the exception must not cross them.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Rejected as rejected:
+            if started or scope["type"] != "http":
+                raise
+            await error_response(rejected.status, rejected.message)(scope, receive, tracking_send)

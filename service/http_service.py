@@ -24,7 +24,7 @@ from .admission import AdmissionControl
 from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
 from .config import MODEL_NAME, InputLimits, env_int
-from .errors import error_response
+from .errors import AnswerRejected, error_response
 from .model_service import MAX_LATENCY_MS, ON_GPU, SETTINGS, LoadedModel
 from .openapi import OpenAPIDocument
 from .preprocessing import ImageError, preprocess
@@ -165,8 +165,9 @@ class _BadImage(Exception):
 
 upstream.install(workers=API_WORKERS)
 # bentoml.service turns the class into a bentoml.Service, which its type stubs do not say.
-# Added first, so outermost: a request without a valid key is refused from its headers alone, before
-# admission counts it or anything reads its body (service/auth.py).
+# Added first, so outermost (in front of BentoML's own too: service/middleware_order.py): a request
+# without a valid key is refused from its headers alone, before admission counts it or anything reads
+# its body (service/auth.py).
 ImageClassifier.add_asgi_middleware(ApiKeyAuth, keys=keys_from_env())  # type: ignore[attr-defined]
 ImageClassifier.add_asgi_middleware(  # type: ignore[attr-defined]
     AdmissionControl,
@@ -178,3 +179,4 @@ ImageClassifier.add_asgi_middleware(  # type: ignore[attr-defined]
     max_in_flight=max(64, 8 * SETTINGS.max_batch_size),
 )
 ImageClassifier.add_asgi_middleware(OpenAPIDocument, service=ImageClassifier)  # type: ignore[attr-defined]
+ImageClassifier.add_asgi_middleware(AnswerRejected)  # type: ignore[attr-defined]

@@ -9,7 +9,9 @@ circus 0.18.3 (requirements.lock.txt). Re-check them when any of those is upgrad
 - :mod:`service.drain`: on SIGTERM uvicorn stops accepting while circus keeps the socket open (new
   connections hang), nothing bounds the stop, and uvicorn's shutdown closes a just-accepted connection
   before reading its request;
-- :mod:`service.respawn`: BentoML does not restart a crashed worker inside a container.
+- :mod:`service.respawn`: BentoML does not restart a crashed worker inside a container;
+- :mod:`service.middleware_order`: BentoML runs the service's middlewares inside its metrics, tracing
+  and access log, so every refusal (401, shed 503) costs their bookkeeping.
 
 Elsewhere, because they cannot live in the service process: BentoML answers 4xx exceptions with a JSON
 list (:mod:`service.errors` answers its own), its image sets ``BENTOML_HOME`` where a read-only root
@@ -19,7 +21,7 @@ unless TMPDIR is under the working directory (``container/upstream.py``, bentoml
 
 from __future__ import annotations
 
-from . import drain, keepalive, multipart, respawn
+from . import drain, keepalive, middleware_order, multipart, respawn
 
 
 def install(*, workers: int) -> None:
@@ -28,3 +30,4 @@ def install(*, workers: int) -> None:
     keepalive.install()
     drain.install(workers=workers)
     respawn.install()
+    middleware_order.install()
