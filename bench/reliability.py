@@ -89,7 +89,8 @@ def rows(name: str, result: dict[str, Any]) -> list[tuple[str, str]]:
                 ],
             ]
         out.append(("goodput ratio overload/normal", _fmt(result["goodput_ratio"])))
-        out.append(("load generator", result.get("client", "httpx")))
+        retry = "waits Retry-After" if result.get("honor_retry_after") else "retries after 0.1 s"
+        out.append(("load generator; after a 503 a client", f"{result.get('client', 'httpx')}; {retry}"))
         rec, first = result["recovery"], result["recovery_first_2s"]
         out += [
             (f"recovery ({result['normal_clients']} clients, 5 s): statuses", _fmt(rec["statuses"])),
@@ -165,6 +166,11 @@ def main() -> None:
         default="raw",
         help="the overload's load generator: bare asyncio sockets (cheap) or httpx (as the other scenarios)",
     )
+    parser.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="overload: clients retry 0.1 s after a 503 instead of waiting its Retry-After (a retry storm)",
+    )
     parser.add_argument("--phase-seconds", type=float, default=20, help="normal and overload phases")
     parser.add_argument("--soak-requests", type=int, default=10_000)
     parser.add_argument("--soak-concurrency", type=int, default=8)
@@ -204,6 +210,7 @@ def main() -> None:
                     5,
                     args.timeout,
                     args.overload_client,
+                    not args.ignore_retry_after,
                 )
             ),
             "keepalive": lambda s: scenarios.idle_keepalive(s, progress),

@@ -28,6 +28,7 @@ class Sample:
     done: float
     outcome: str  # "200", "503", ... or an exception name ("ReadTimeout", "ConnectError")
     kind: str = ""
+    retry_after_s: float | None = None  # the answer's Retry-After (seconds), if it had one
 
     @property
     def latency_s(self) -> float:
@@ -60,10 +61,19 @@ async def send(client: httpx.AsyncClient, url: str, upload: Upload, kind: str = 
     sent = time.monotonic()
     try:
         response = await client.post(url, content=upload.body, headers={"content-type": upload.content_type})
-        outcome = str(response.status_code)
     except httpx.HTTPError as exc:
-        outcome = type(exc).__name__
-    return Sample(sent, time.monotonic(), outcome, kind)
+        return Sample(sent, time.monotonic(), type(exc).__name__, kind)
+    return Sample(
+        sent, time.monotonic(), str(response.status_code), kind, _seconds(response.headers.get("retry-after"))
+    )
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After given in seconds (the service's form; an HTTP date is not followed here)."""
+    try:
+        return float(retry_after) if retry_after is not None else None
+    except ValueError:
+        return None
 
 
 def pooled_client(connections: int, timeout_s: float) -> httpx.AsyncClient:
@@ -76,12 +86,11 @@ def pooled_client(connections: int, timeout_s: float) -> httpx.AsyncClient:
 class RawConnection:
     """One client's keep-alive HTTP/1.1 connection on bare asyncio streams, for the overload scenario.
 
-    httpx costs several milliseconds of CPU per request; at 128 clients on a 2-core machine the load
-    generator then takes the server's CPU and its own event loop lags, so client-side latencies run
-    seconds above the server's (measured: p99 5.9-6.8 s through httpx against ~1.8 s through this, same
-    server and load). This sends a pre-encoded request and reads only the status line, headers and a
-    ``Content-Length`` body. Outcomes are named as httpx names them: ``ConnectError`` (refused),
-    ``ReadError`` (reset), ``RemoteProtocolError`` (closed before an answer), ``ReadTimeout``.
+    httpx costs a few milliseconds of CPU per request; at 8x overload on a 2-core machine, where most
+    answers are quick 503s, the load generator then competes with the server for the same cores. This
+    sends a pre-encoded request and reads only the status line, headers and a ``Content-Length`` body.
+    Outcomes are named as httpx names them: ``ConnectError`` (refused), ``ReadError`` (reset),
+    ``RemoteProtocolError`` (closed before an answer), ``ReadTimeout``.
     """
 
     url: str
@@ -96,13 +105,13 @@ class RawConnection:
         )
         return head.encode() + upload.body
 
-    async def _exchange(self, request: bytes) -> str:
+    async def _exchange(self, request: bytes) -> tuple[str, float | None]:
         if self._streams is None:
             parts = urllib.parse.urlsplit(self.url)
             try:
                 self._streams = await asyncio.open_connection(parts.hostname, parts.port)
             except OSError:
-                return "ConnectError"
+                return "ConnectError", None
         reader, writer = self._streams
         writer.write(request)
         await writer.drain()
@@ -113,12 +122,13 @@ class RawConnection:
         await reader.readexactly(int(headers.get("content-length", "0")))
         if headers.get("connection", "").lower() == "close":
             self.close()
-        return status
+        return status, _seconds(headers.get("retry-after"))
 
     async def post(self, upload: Upload, kind: str = "") -> Sample:
         sent = time.monotonic()
+        retry_after: float | None = None
         try:
-            outcome = await asyncio.wait_for(self._exchange(self._request(upload)), self.timeout_s)
+            outcome, retry_after = await asyncio.wait_for(self._exchange(self._request(upload)), self.timeout_s)
         except TimeoutError:
             outcome = "ReadTimeout"
         except asyncio.IncompleteReadError:
@@ -127,7 +137,7 @@ class RawConnection:
             outcome = "ReadError"
         if not outcome.isdigit():
             self.close()
-        return Sample(sent, time.monotonic(), outcome, kind)
+        return Sample(sent, time.monotonic(), outcome, kind, retry_after)
 
     def close(self) -> None:
         if self._streams is not None:
@@ -161,10 +171,13 @@ async def closed_loop(
     until: Callable[[], bool],
     out: list[Sample],
     backoff_s: float = 0.1,
+    honor_retry_after: bool = False,
 ) -> None:
     """``clients`` clients, each sending its next request when the last is answered, until ``until()``.
     After a failure a client waits ``backoff_s`` (as a retrying client would), so a server that fails
-    fast is not flooded with thousands of requests per second by the load generator itself."""
+    fast is not flooded with thousands of requests per second by the load generator itself; with
+    ``honor_retry_after``, as long as the answer's Retry-After says if it is longer (as a well-behaved
+    client, or an SDK's retry policy, does)."""
 
     async def one(index: int) -> None:
         n = index
@@ -173,7 +186,8 @@ async def closed_loop(
             out.append(sample)
             n += clients
             if not sample.ok:
-                await asyncio.sleep(backoff_s)
+                wait = max(backoff_s, sample.retry_after_s or 0) if honor_retry_after else backoff_s
+                await asyncio.sleep(wait)
 
     await asyncio.gather(*(one(index) for index in range(clients)))
 

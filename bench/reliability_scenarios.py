@@ -159,10 +159,12 @@ async def overload(
     recovery_s: float,
     timeout_s: float,
     client_kind: str = "raw",
+    honor: bool = True,
 ) -> dict[str, Any]:
     """Normal load, then ``clients`` (8x), then normal again at once; /livez and /readyz probed during 8x.
     ``client_kind`` "raw" (default) sends through one :class:`RawConnection` per client, "httpx" through an
-    httpx pool (the client of the other scenarios; at 8x on 2 cores it inflates latencies, see there)."""
+    httpx pool (the client of the other scenarios; costlier per request). With ``honor``, a client told
+    503 + Retry-After waits that long before its next request; else 0.1 s (a retry storm)."""
     predict = f"{served.base}/predict"
     normal: list[Sample] = []
     heavy: list[Sample] = []
@@ -187,12 +189,12 @@ async def overload(
     post, close = posts(NORMAL_CLIENTS)
     warm_end = time.monotonic() + 3
     await asyncio.gather(
-        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(warm_end), []),
+        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(warm_end), [], honor_retry_after=honor),
         _ticker(progress, "overload: warm-up", 3),
     )
     normal_start = time.monotonic()
     await asyncio.gather(
-        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(normal_start + phase_s), normal),
+        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(normal_start + phase_s), normal, honor_retry_after=honor),
         _ticker(progress, f"overload: {NORMAL_CLIENTS} clients", phase_s),
     )
     normal_end = time.monotonic()
@@ -201,7 +203,9 @@ async def overload(
     post, close = posts(NORMAL_CLIENTS)
     heavy_start = time.monotonic()
     heavy_end = heavy_start + phase_s
-    heavy_load = asyncio.create_task(closed_loop(heavy_post, uploads, clients, deadline(heavy_end), heavy))
+    heavy_load = asyncio.create_task(
+        closed_loop(heavy_post, uploads, clients, deadline(heavy_end), heavy, honor_retry_after=honor)
+    )
     await asyncio.gather(
         probe_every(f"{served.base}/livez", 0.2, deadline(heavy_end), livez),
         probe_every(f"{served.base}/readyz", 0.2, deadline(heavy_end), readyz),
@@ -211,7 +215,9 @@ async def overload(
     recovery_start = time.monotonic()
     await asyncio.gather(
         heavy_load,
-        closed_loop(post, uploads, NORMAL_CLIENTS, deadline(recovery_start + recovery_s), recovery),
+        closed_loop(
+            post, uploads, NORMAL_CLIENTS, deadline(recovery_start + recovery_s), recovery, honor_retry_after=honor
+        ),
         _ticker(progress, "overload: recovery", recovery_s),
     )
     recovery_end = time.monotonic()
@@ -224,6 +230,7 @@ async def overload(
         "normal_clients": NORMAL_CLIENTS,
         "overload_clients": clients,
         "client": client_kind,
+        "honor_retry_after": honor,
         "normal": base,
         "overload": loaded,
         "goodput_ratio": loaded["goodput_per_s"] / base["goodput_per_s"] if base["goodput_per_s"] else math.nan,
