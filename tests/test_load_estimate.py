@@ -62,4 +62,22 @@ def test_the_rate_follows_the_last_window(clock: Clock) -> None:
     meter = load.Load()
     serve(meter, clock, requests=400, every_s=0.01, concurrent=8)  # 100/s
     serve(meter, clock, requests=int(load.WINDOW_S / 0.04) + 8, every_s=0.04, concurrent=8)  # then 25/s
+    # 108 answers in the last WINDOW_S: the window stretches back towards MIN_ANSWERS, into the 100/s
+    assert 25 < meter.rate() < 100  # type: ignore[operator]
+    serve(meter, clock, requests=load.MIN_ANSWERS, every_s=0.04, concurrent=8)
     assert meter.rate() == pytest.approx(25, rel=0.1)
+
+
+def test_a_slow_rate_is_measured_over_enough_answers(clock: Clock) -> None:
+    """A batch of 32 answered every 1.5 s: 4 s holds 2 or 3 batches, so the rate swung by a batch."""
+    meter = load.Load()
+    rates = []
+    for _ in range(30):
+        for _ in range(32 + 32 - meter.in_flight):
+            meter.admitted()
+        clock.now += 1.2
+        for _ in range(32):
+            meter.answered()
+        clock.now += 0.3  # part way into the next batch (busy: requests are in flight)
+        rates.append(meter.rate())
+    assert all(rate == pytest.approx(32 / 1.5, rel=0.1) for rate in rates[-10:]), rates[-10:]
