@@ -24,6 +24,7 @@ STOP_BOUND_S = DRAIN_TIMEOUT_S + CLOSE_TIMEOUT_S
 
 # The latency target (RESNET18_MAX_LATENCY_MS's default): admission sheds, with 503, the requests that
 # could not be answered within it, so the admitted ones are (p99). Per device: a CPU batch of 32 takes
-# ~0.4 s on 2 cores, a GPU one a few ms; the planner models the GPU value.
+# 0.4-1.2 s on 2 cores (AVX-512 vs AVX2 VMs seen here), a GPU one a few ms; the planner models the GPU
+# value. A target under about two batch times cannot be met: a request may wait for the batch running.
 MAX_LATENCY_MS_GPU = 1000
 MAX_LATENCY_MS_CPU = 2000
