@@ -18,12 +18,13 @@ Health and metrics endpoints are never limited nor counted: they never wait behi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .drain import DRAIN, DRAINING_MESSAGE
 from .errors import Rejected, error_response
-from .load import LOAD
+from .load import LOAD, TailFactor
 from .tally import Tally
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
@@ -37,9 +38,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/"})
 READINESS_PATH = "/readyz"
 CLOSE = (b"connection", b"close")
-# The estimate is the mean time in flight; the admitted requests' p99 was 1.2-1.4x their median at 8x and
-# 16x overload (2 cores, docs/reliability.md), so admission keeps the mean that much under the target.
-TAIL_RATIO = 1.3
 # Refusals run in front of BentoML's access log (service/middleware_order.py): counted here instead.
 REFUSED = Tally(logger, "refused")
 
@@ -55,6 +53,8 @@ class AdmissionControl:
         self.max_latency_s = max_latency_s
         self.min_in_flight = min_in_flight
         self.max_in_flight = max_in_flight
+        # The estimate is the mean time in flight; admission keeps it this factor under the target.
+        self.tail = TailFactor()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,11 +101,16 @@ class AdmissionControl:
                     message["headers"] = [*message.get("headers", []), CLOSE]
             await send(message)
 
+        # Requests admitted by the estimate (not the floor) teach the tail factor how far off it is.
+        estimate = LOAD.expected_s() if LOAD.in_flight >= self.min_in_flight else None
+        started = time.monotonic()
         LOAD.admitted()
         try:
             await self.app(scope, limited_receive, tracking_send)  # a Rejected: service.errors.AnswerRejected
         finally:
             LOAD.answered()
+            if estimate:
+                self.tail.observe(estimate, time.monotonic() - started)
 
     def _busy(self) -> str | None:
         """Why a request arriving now is shed, or None to admit it."""
@@ -114,7 +119,7 @@ class AdmissionControl:
         if LOAD.in_flight >= self.max_in_flight:
             return f"{LOAD.in_flight} requests in flight"
         expected = LOAD.expected_s()
-        if expected is not None and expected * TAIL_RATIO > self.max_latency_s:
+        if expected is not None and expected * self.tail.factor > self.max_latency_s:
             return f"{LOAD.in_flight} in flight take ~{expected:.1f} s, over the {self.max_latency_s:g} s target"
         return None
 

@@ -81,3 +81,16 @@ def test_a_slow_rate_is_measured_over_enough_answers(clock: Clock) -> None:
         clock.now += 0.3  # part way into the next batch (busy: requests are in flight)
         rates.append(meter.rate())
     assert all(rate == pytest.approx(32 / 1.5, rel=0.1) for rate in rates[-10:]), rates[-10:]
+
+
+def test_the_tail_factor_is_learned_from_the_admitted_requests() -> None:
+    tail = load.TailFactor()
+    for _ in range(load.TAIL_MIN_SAMPLES - 1):
+        tail.observe(estimated_s=1.0, took_s=2.0)
+    assert tail.factor == load.TAIL_DEFAULT  # not enough answers yet
+    for index in range(load.TAIL_SAMPLES + load.TAIL_UPDATE_EVERY):
+        tail.observe(estimated_s=1.0, took_s=1.0 + (0.5 if index % 50 == 0 else 0.1))  # a 2% tail of 1.5x
+    assert tail.factor == pytest.approx(1.5)
+    for _ in range(load.TAIL_SAMPLES + load.TAIL_UPDATE_EVERY):
+        tail.observe(estimated_s=1.0, took_s=0.5)  # faster than estimated: never below the estimate itself
+    assert tail.factor == 1.0
