@@ -153,11 +153,12 @@ def httpx_posts(client: httpx.AsyncClient, url: str) -> Post:
     return lambda _index, upload: send(client, url, upload)
 
 
-def raw_posts(url: str, clients: int, timeout_s: float) -> tuple[Post, Callable[[], None]]:
-    """A :class:`RawConnection` per client, and a function closing them all."""
+def raw_posts(url: str, clients: int, timeout_s: float) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    """A :class:`RawConnection` per client, and a coroutine function closing them all (as httpx's
+    ``aclose``)."""
     connections = [RawConnection(url, timeout_s) for _ in range(clients)]
 
-    def close() -> None:
+    async def close() -> None:
         for connection in connections:
             connection.close()
 

@@ -176,15 +176,11 @@ async def overload(
         return lambda: time.monotonic() >= at
 
     def posts(count: int) -> tuple[Post, Any]:
+        """``count`` clients' way to post, and how to close their connections."""
         if client_kind == "httpx":
             pool = pooled_client(count, timeout_s)
             return httpx_posts(pool, predict), pool.aclose
-        post, close = raw_posts(predict, count, timeout_s)
-
-        async def aclose() -> None:
-            close()
-
-        return post, aclose
+        return raw_posts(predict, count, timeout_s)
 
     post, close = posts(NORMAL_CLIENTS)
     warm_end = time.monotonic() + 3

@@ -73,7 +73,9 @@ class AdmissionControl:
             REFUSED.add("413 too large")
             await _reject(scope, receive, send, 413, self._too_large(declared))
             return
-        busy = self._busy()
+        # Past the floor, the estimate decides; the requests it admits teach the tail factor how far off it is.
+        expected = LOAD.expected_s() if LOAD.in_flight >= self.min_in_flight else None
+        busy = self._busy(expected)
         if busy is not None:
             REFUSED.add(
                 "503 over the in-flight cap" if LOAD.in_flight >= self.max_in_flight else "503 over the latency target"
@@ -82,7 +84,6 @@ class AdmissionControl:
             return
 
         received = 0
-        response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -93,32 +94,27 @@ class AdmissionControl:
                     raise Rejected(413, self._too_large(None))
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-                if DRAIN.draining:  # the client reconnects, to an instance that is not stopping
-                    message["headers"] = [*message.get("headers", []), CLOSE]
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and DRAIN.draining:
+                # the client reconnects, to an instance that is not stopping
+                message["headers"] = [*message.get("headers", []), CLOSE]
             await send(message)
 
-        # Requests admitted by the estimate (not the floor) teach the tail factor how far off it is.
-        estimate = LOAD.expected_s() if LOAD.in_flight >= self.min_in_flight else None
         started = time.monotonic()
         LOAD.admitted()
         try:
-            await self.app(scope, limited_receive, tracking_send)  # a Rejected: service.errors.AnswerRejected
+            await self.app(scope, limited_receive, closing_send)  # a Rejected: service.errors.AnswerRejected
         finally:
             LOAD.answered()
-            if estimate:
-                self.tail.observe(estimate, time.monotonic() - started)
+            if expected:
+                self.tail.observe(expected, time.monotonic() - started)
 
-    def _busy(self) -> str | None:
-        """Why a request arriving now is shed, or None to admit it."""
+    def _busy(self, expected: float | None) -> str | None:
+        """Why a request arriving now is shed, or None to admit it; ``expected``: the estimate past the floor."""
         if LOAD.in_flight < self.min_in_flight:
             return None
         if LOAD.in_flight >= self.max_in_flight:
             return f"{LOAD.in_flight} requests in flight"
-        expected = LOAD.expected_s()
         if expected is not None and expected * self.tail.factor > self.max_latency_s:
             return f"{LOAD.in_flight} in flight take ~{expected:.1f} s, over the {self.max_latency_s:g} s target"
         return None

@@ -23,6 +23,7 @@ BIN_S = 0.25  # resolution of the rate
 WINDOW_S = 4.0
 MIN_ANSWERS = 320  # 10 batches of the default 32
 MAX_WINDOW_S = 20.0
+MIN_BUSY_S = 0.5  # less busy time than this in the window: no estimate yet
 
 # The tail factor (:class:`TailFactor`): its start value (p99/median of the admitted requests at 8x on 2
 # cores), and the last requests it is learned from, once there are enough.
@@ -31,7 +32,6 @@ TAIL_QUANTILE = 0.99
 TAIL_SAMPLES = 256
 TAIL_MIN_SAMPLES = 64
 TAIL_UPDATE_EVERY = 16
-MIN_BUSY_S = 0.5  # less busy time than this in the window: no estimate yet
 
 
 @dataclass

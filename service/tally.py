@@ -9,7 +9,8 @@ from collections import Counter
 
 class Tally:
     """Counts events by reason; the first event of an interval schedules one summary line at its end
-    ("shed 812 requests in the last 10 s: over the latency target 812"). Needs a running event loop."""
+    ("refused 812 requests in the last 10 s: 503 over the latency target 800, 401 no key 12").
+    Needs a running event loop."""
 
     def __init__(self, logger: logging.Logger, what: str, every_s: float = 10.0) -> None:
         self.logger = logger
