@@ -20,22 +20,30 @@ import argparse
 import functools
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import openvino as ov
 import torch
 from rich.progress import Progress
 
 from bench import goals, raw_model, report
-from bench.agreement import top1_agreement
+from bench.agreement import classifiers
 from bench.capacity import capacity
 from bench.levels import measure_level
 from bench.load import Upload
-from bench.sample_images import jpeg
+from bench.sample_images import jpeg, varied_photo
 from bench.servers import baseline_server, service_server
-from service.model import build_resnet18, load_state_dict
+from container import stand_in_weights
+from service.model.openvino_runtime import OpenVINOClassifier, read
+from service.model.quantize import agreement as top1_agreement
+from service.model.runtime import choose
+from service.model.weights import build_resnet18, load_state_dict
 from service.preprocessing import preprocess
 
 RAW_BATCH_SIZES = (1, 8, 16, 32)
@@ -70,17 +78,22 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--large-images", type=int, default=2, help="of --images, how many are 12 MP photos")
     parser.add_argument("--raw-seconds", type=float, default=3.0)
-    parser.add_argument("--weights", default=None, help="a .pth state dict; default: seeded random weights")
+    parser.add_argument("--weights", default=None, help="a .pth state dict; default: seeded confident stand-in")
+    parser.add_argument("--calibration-photos", type=int, default=300, help="photos the INT8 model is made from")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precisions = raw_model.precisions_for(device)
+    openvino_precisions = raw_model.openvino_precisions() if device == "cpu" else []
 
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(args.weights) if args.weights else _seeded_weights(Path(scratch))
         state, _ = load_state_dict(str(weights), progress=False)
         model = build_resnet18(state)
+        # Every server serves the same model store, made by the real import command (INT8 included).
+        home = Path(scratch) / "bentoml"
+        int8_model = _model_store(home, weights, Path(scratch) / "photos", args.calibration_photos, device)
         images = make_images(args.images, args.large_images)
         uploads = [Upload.of("image", data) for data in images]
         results: dict[str, Any] = {
@@ -98,10 +111,12 @@ def main() -> None:
         with Progress() as progress:
             raw_runs = [(p, b, raw_model.SERVICE) for p in precisions for b in RAW_BATCH_SIZES]
             raw_runs += [("fp32", b, raw_model.EAGER) for b in RAW_BATCH_SIZES]
+            raw_runs += [(p, b, raw_model.OPENVINO) for p in openvino_precisions for b in RAW_BATCH_SIZES]
             task = progress.add_task("raw model", total=len(raw_runs))
             raw: list[raw_model.RawResult] = []
             for precision, batch_size, variant in raw_runs:
-                raw.append(raw_model.measure(device, precision, batch_size, args.raw_seconds, model, variant))
+                served = int8_model if precision == "int8" else None
+                raw.append(raw_model.measure(device, precision, batch_size, args.raw_seconds, model, variant, served))
                 progress.advance(task)
             results["raw"] = [r.as_dict() for r in raw]
 
@@ -110,9 +125,17 @@ def main() -> None:
             if not args.skip_baseline:
                 start = functools.partial(baseline_server, weights)
                 runs.append((BASELINE, "baseline", start, "fp32", raw_model.EAGER))
-            for precision in precisions:
-                start = functools.partial(service_server, weights, precision)
-                runs.append((f"service ({precision})", f"service-{precision}", start, precision, raw_model.SERVICE))
+            if device == "cuda":
+                served_runs = [("torch", p) for p in precisions]
+            else:  # torch's fp32 (the old default), the CPU default and INT8
+                served_runs = [("torch", "fp32"), default_runtime(device), ("openvino", "int8")]
+            for runtime, precision in served_runs:
+                env = {"BENTOML_HOME": str(home), "RESNET18_RUNTIME": runtime}
+                start = functools.partial(service_server, None, precision, extra_env=env)
+                variant = raw_model.OPENVINO if runtime == "openvino" else raw_model.SERVICE
+                runs.append(
+                    (server_name(runtime, precision), f"service-{runtime}-{precision}", start, precision, variant)
+                )
             for name, stem, start, precision, variant in runs:
                 task = progress.add_task(name, total=len(args.concurrency))
                 levels = []
@@ -127,21 +150,20 @@ def main() -> None:
                 results["servers"].append({"name": name, "precision": precision, "levels": levels})
                 time.sleep(1)
 
-        crops = torch.stack([preprocess(data, 50_000_000) for data in images])
-        names = [str(index) for index in range(len(images))]
+        crops = np.stack([preprocess(data, 50_000_000).numpy() for data in images])
         results["agreement"] = []
-        for precision in precisions[1:]:
-            agreement = top1_agreement(crops, names, model, device, precision)
-            results["agreement"].append(
-                {"precision": precision, "images": agreement.images, "same_top1": agreement.same_top1,
-                 "rate": agreement.rate, "max_score_difference": agreement.max_score_difference}
-            )  # fmt: skip
+        fast = [p for p in (precisions if device == "cuda" else openvino_precisions) if p != "fp32"]
+        for precision in fast:
+            reference, candidate = classifiers(model, device, "fp32" if precision == "int8" else precision)
+            if precision == "int8" and int8_model is not None:
+                candidate = OpenVINOClassifier(int8_model, "int8", cache_dir=None)
+            agreement = top1_agreement(reference, candidate, crops)
+            results["agreement"].append({"precision": precision, **agreement.as_dict()})
 
     results["raw_best"] = [
-        max((r for r in results["raw"] if r["precision"] == p and r["model"] == raw_model.SERVICE),
-            key=lambda r: r["images_per_s"])
-        for p in precisions
-    ]  # fmt: skip
+        max((r for r in results["raw"] if r["precision"] == p and r["model"] == v), key=lambda r: r["images_per_s"])
+        for v, p in {(r["model"], r["precision"]) for r in results["raw"] if r["model"] != raw_model.EAGER}
+    ]
     results["raw_eager_best"] = max(
         (r for r in results["raw"] if r["model"] == raw_model.EAGER and r["batch_size"] in goals.EAGER_BATCH_SIZES),
         key=lambda r: r["images_per_s"],
@@ -154,20 +176,49 @@ def main() -> None:
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'throughput.png'}")
 
 
+def server_name(runtime: str, precision: str) -> str:
+    return f"service ({runtime} {precision})"
+
+
+def default_runtime(device: str) -> tuple[str, str]:
+    """What the service runs with no settings on this machine (service.model.runtime.choose)."""
+    choice = choose("auto", "auto", "auto", cuda_available=device == "cuda")
+    return choice.runtime, choice.precision
+
+
 def _capacity(results: dict[str, Any], device: str) -> dict[str, Any]:
-    precision = "fp16" if device == "cuda" else "fp32"  # the service's default on this device
-    level = goals.level(results, f"service ({precision})", goals.TARGET_CONCURRENCY)
-    ceiling = next(r["images_per_s"] for r in results["raw_best"] if r["precision"] == precision)
+    runtime, precision = default_runtime(device)
+    level = goals.level(results, server_name(runtime, precision), goals.TARGET_CONCURRENCY)
+    variant = raw_model.OPENVINO if runtime == "openvino" else raw_model.SERVICE
+    ceiling = next(
+        r["images_per_s"] for r in results["raw_best"] if r["precision"] == precision and r["model"] == variant
+    )
     gpu_name = torch.cuda.get_device_name(0) if device == "cuda" else None
-    return capacity(device, gpu_name, precision, level, ceiling)
+    return capacity(device, gpu_name, runtime, precision, level, ceiling)
 
 
 def _seeded_weights(folder: Path) -> Path:
-    """Random but fixed weights: the same model for every server (real weights: --weights)."""
-    torch.manual_seed(0)
+    """Fixed weights whose answers look trained (container/stand_in_weights.py; real weights: --weights)."""
     path = folder / "resnet18-bench.pth"
-    torch.save(build_resnet18(None).state_dict(), path)
+    stand_in_weights.confident(str(path))
     return path
+
+
+def _model_store(home: Path, weights: Path, photos: Path, count: int, device: str) -> ov.Model | None:
+    """Import ``weights`` into a fresh model store with the real command, and on a CPU its INT8 version
+    from ``count`` generated photos (none of them a benchmark image); returns the INT8 model."""
+    env = {**os.environ, "BENTOML_HOME": str(home)}
+    command = [sys.executable, "-m", "service.import_model", "--weights", str(weights)]
+    if device == "cpu":
+        photos.mkdir()
+        for seed in range(count):
+            (photos / f"{seed:04d}.jpg").write_bytes(varied_photo(20_000 + seed))
+        command += ["--quantize", "int8", "--calibration", str(photos)]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    if device != "cpu":
+        return None
+    int8 = next((home / "models" / "resnet18-int8").glob("*/openvino"))
+    return read(int8)
 
 
 if __name__ == "__main__":

@@ -1,85 +1,94 @@
-"""Top-1 agreement of a fast precision (bf16 on CPU, fp16 on GPU) with fp32, on your own images.
+"""Top-1 agreement of a faster precision (bf16 or INT8 on CPU, fp16 on GPU) with fp32, on your own images.
 
     python -m bench.agreement PHOTOS_DIR [--weights imagenet|PATH] [--precision bf16|fp16] [--device cpu|cuda]
+    python -m bench.agreement PHOTOS_DIR --precision int8    # the store's resnet18-int8 against its fp32
 
-Both precisions see exactly the service's preprocessing; the answer is the share of images whose best
-class is the same, and the images where it is not.
+Both sides see exactly the service's preprocessing and run as the service runs them (bf16 on a CPU:
+OpenVINO; fp16: torch on the GPU). INT8 is the model made by ``python -m service.import_model --quantize
+int8``, compared with the fp32 model it was quantized from; use photos it was not calibrated on. The
+answer is the share of images whose best class is the same, the probability differences, and the
+images where the best class differs.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from service.model import PRECISION_DTYPES, BatchClassifier, RuntimeChoice, build_resnet18, load_state_dict
+from service.model.quantize import IMAGE_SUFFIXES, MAX_PIXELS, Agreement, agreement
+from service.model.runtime import Classifier, RuntimeChoice
 from service.preprocessing import ImageError, preprocess
 
-SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+def classifiers(model: torch.nn.Module, device: str, precision: str) -> tuple[Classifier, Classifier]:
+    """(fp32, ``precision``) on the runtime the service uses for them on ``device``."""
+    if device == "cuda":
+        from service.model.torch_runtime import TorchClassifier
+
+        return (
+            TorchClassifier(model, RuntimeChoice("torch", device, "fp32")),
+            TorchClassifier(model, RuntimeChoice("torch", device, precision)),  # type: ignore[arg-type]
+        )
+    from service.model.openvino_runtime import OpenVINOClassifier, export
+
+    served = export(model)
+    return OpenVINOClassifier(served, "fp32", cache_dir=None), OpenVINOClassifier(served, precision, cache_dir=None)
 
 
-@dataclass(frozen=True)
-class Agreement:
-    precision: str
-    images: int
-    same_top1: int
-    max_score_difference: float
-    disagreements: list[str]
+def stored_int8() -> tuple[Classifier, Classifier, str]:
+    """(fp32, INT8) from the model store: resnet18-int8:latest and the resnet18 version it came from."""
+    import bentoml
 
-    @property
-    def rate(self) -> float:
-        return self.same_top1 / self.images if self.images else float("nan")
+    from service.config import INT8_MODEL_NAME
+    from service.model.openvino_runtime import OpenVINOClassifier
+    from service.model.store import read_openvino
+
+    int8 = bentoml.models.get(f"{INT8_MODEL_NAME}:latest")
+    source = bentoml.models.get(str(int8.info.metadata["source_model"]))
+    fp32 = OpenVINOClassifier(read_openvino(source), "fp32", cache_dir=None)
+    return fp32, OpenVINOClassifier(read_openvino(int8), "int8", cache_dir=None), f"{int8.tag} vs {source.tag}"
 
 
-def top1_agreement(
-    crops: torch.Tensor, names: list[str], model: torch.nn.Module, device: str, precision: str, batch_size: int = 32
-) -> Agreement:
-    # BatchClassifier works on its own (fused) copy of ``model``: both can start from the same one.
-    reference = BatchClassifier(model, RuntimeChoice(torch.device(device), torch.float32))
-    fast = BatchClassifier(model, RuntimeChoice(torch.device(device), PRECISION_DTYPES[precision]))
-    same, worst, disagreements = 0, 0.0, []
-    for start in range(0, len(crops), batch_size):
-        batch = crops[start : start + batch_size]
-        exact, quick = reference(batch), fast(batch)
-        for row, name in enumerate(names[start : start + batch_size]):
-            if int(exact[row].argmax()) == int(quick[row].argmax()):
-                same += 1
-            else:
-                disagreements.append(name)
-            worst = max(worst, float((exact[row] - quick[row]).abs().max()))
-    return Agreement(precision, len(crops), same, worst, disagreements)
+def read_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
+    crops, names = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        try:
+            crops.append(preprocess(path.read_bytes(), MAX_PIXELS).numpy())
+            names.append(str(path.relative_to(folder)))
+        except ImageError as exc:
+            print(f"skipped {path}: {exc}")
+    if not crops:
+        raise SystemExit(f"no readable images under {folder}")
+    return np.stack(crops), names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--weights", default="imagenet", help="imagenet | untrained | PATH to a state dict")
-    parser.add_argument("--precision", default=None, choices=["bf16", "fp16"], help="default: fp16 on GPU, bf16 on CPU")
+    parser.add_argument(
+        "--precision", default=None, choices=["bf16", "fp16", "int8"], help="default: fp16 on GPU, bf16 on CPU"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    paths = sorted(p for p in args.folder.rglob("*") if p.suffix.lower() in SUFFIXES)
-    crops, names = [], []
-    for path in paths:
-        try:
-            crops.append(preprocess(path.read_bytes(), max_pixels=50_000_000))
-            names.append(str(path.relative_to(args.folder)))
-        except ImageError as exc:
-            print(f"skipped {path}: {exc}")
-    if not crops:
-        raise SystemExit(f"no readable images under {args.folder}")
-    state, description = load_state_dict(args.weights)
+    crops, names = read_folder(args.folder)
     precision = args.precision or ("fp16" if args.device == "cuda" else "bf16")
-    result = top1_agreement(torch.stack(crops), names, build_resnet18(state), args.device, precision)
-    print(f"weights: {description}")
-    print(
-        f"top-1 agreement {precision} vs fp32 on {result.images} images: {100 * result.rate:.2f}% "
-        f"({result.same_top1}/{result.images}); largest probability difference {result.max_score_difference:.4f}"
-    )
-    for name in result.disagreements:
-        print(f"  differs: {name}")
+    if precision == "int8":
+        reference, candidate, description = stored_int8()
+    else:
+        from service.model.weights import build_resnet18, load_state_dict
+
+        state, description = load_state_dict(args.weights)
+        reference, candidate = classifiers(build_resnet18(state), args.device, precision)
+    result: Agreement = agreement(reference, candidate, crops)
+    print(f"model: {description}")
+    print(f"{precision} against fp32 on {result.images} images: {result}")
+    for index in result.disagreements:
+        print(f"  differs: {names[index]}")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,18 @@ from typing import Any
 
 
 def capacity(
-    device: str, gpu_name: str | None, precision: str, level: dict[str, Any], model_ceiling_images_per_s: float
+    device: str,
+    gpu_name: str | None,
+    runtime: str,
+    precision: str,
+    level: dict[str, Any],
+    model_ceiling_images_per_s: float,
 ) -> dict[str, Any]:
     """``level``: the service's measured level (bench.levels.measure_level plus the model's CPU share)."""
     return {
         "device": device,
         "gpu_name": gpu_name,
+        "runtime": runtime,
         "precision": precision,
         "cpu_ms_per_image_outside_model": _finite(level["cpu_ms_per_image_outside_model"]),
         "cpu_ms_per_image": _finite(level["server_cpu_ms_per_image"]),

@@ -24,7 +24,7 @@ import torch
 from bench.__main__ import make_images
 from bench.load import Upload, run_load
 from bench.servers import service_server
-from service.model import build_resnet18
+from service.model.weights import build_resnet18
 
 
 def thread_cpu(process: psutil.Process) -> dict[int, float]:

@@ -56,7 +56,7 @@ def _goal(
 def evaluate(results: dict[str, Any], baseline: str) -> list[dict[str, Any]]:
     names = {entry["name"] for entry in results["servers"]}
     goals: list[dict[str, Any]] = []
-    fp32 = "service (fp32)"
+    fp32 = "service (torch fp32)"
     if fp32 in names:
         goals += [
             _goal(results, "fp32 served / eager fp32 in-process", fp32, "images_per_s", ">=", 0.8, {"raw": "eager"}),
@@ -64,7 +64,7 @@ def evaluate(results: dict[str, Any], baseline: str) -> list[dict[str, Any]]:
             _goal(results, "fp32 errors", fp32, "errors", "<=", 0, None),
             _goal(results, "fp32 CPU ms/image outside the model", fp32, OUTSIDE, "<=", 5, None),
         ]  # fmt: skip
-    fast = next((name for name in ("service (bf16)", "service (fp16)") if name in names), None)
+    fast = next((n for n in ("service (openvino bf16)", "service (torch fp16)") if n in names), None)
     if fast:
         if baseline in names:
             per = {"server": baseline, "concurrency": TARGET_CONCURRENCY, "field": "images_per_s"}
@@ -73,4 +73,19 @@ def evaluate(results: dict[str, Any], baseline: str) -> list[dict[str, Any]]:
             _goal(results, f"{fast} p99 (ms)", fast, "p99_ms", "<", 1000, None),
             _goal(results, f"{fast} CPU ms/image outside the model", fast, OUTSIDE, "<=", 5, None),
         ]  # fmt: skip
+    # Issue 18: the CPU runtimes against the served torch fp32 they replace, at the same load.
+    per_fp32 = {"server": fp32, "concurrency": TARGET_CONCURRENCY, "field": "images_per_s"}
+    int8 = "service (openvino int8)"
+    if int8 in names and fp32 in names:
+        goals += [
+            _goal(results, "int8 served / torch fp32 served", int8, "images_per_s", ">=", 2.8, per_fp32),
+            _goal(results, "int8 p99 (ms)", int8, "p99_ms", "<=", 1000, None),
+            _goal(results, "int8 errors", int8, "errors", "<=", 0, None),
+            _goal(results, "int8 CPU ms/image served", int8, "server_cpu_ms_per_image", "<=", 6.5, None),
+        ]  # fmt: skip
+    bf16 = "service (openvino bf16)"
+    if bf16 in names and fp32 in names:
+        goals.append(
+            _goal(results, "CPU default (bf16) / torch fp32 served", bf16, "images_per_s", ">=", 1.8, per_fp32)
+        )
     return goals

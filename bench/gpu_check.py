@@ -26,9 +26,12 @@ from typing import Any
 import torch
 
 from bench import raw_model
-from bench.agreement import top1_agreement
+from bench.agreement import classifiers
 from bench.sample_images import jpeg
-from service.model import BatchClassifier, RuntimeChoice, build_resnet18
+from service.model.quantize import agreement as top1_agreement
+from service.model.runtime import RuntimeChoice
+from service.model.torch_runtime import TorchClassifier
+from service.model.weights import build_resnet18
 from service.preprocessing import preprocess
 
 BATCH_SIZES = (1, 8, 32, 64, 128)
@@ -37,13 +40,13 @@ CONCURRENCY = (32, 64, 128)
 
 def in_process_pipeline(images: list[bytes], model: torch.nn.Module, device: str, seconds: float) -> float:
     """Decode on a thread pool, classify in batches of 64 on the GPU: the service's path without HTTP."""
-    classifier = BatchClassifier(model, RuntimeChoice(torch.device(device), torch.float16))
+    classifier = TorchClassifier(model, RuntimeChoice("torch", device, "fp16"))
     classifier.warm_up(64)
     done, started = 0, time.perf_counter()
     with ThreadPoolExecutor() as pool:
         while time.perf_counter() - started < seconds:
             crops = list(pool.map(lambda data: preprocess(data, 50_000_000), images[:64]))
-            classifier(torch.stack(crops))
+            classifier.forward(torch.stack(crops))
             done += len(crops)
     return done / (time.perf_counter() - started)
 
@@ -74,7 +77,7 @@ def main() -> None:
     images = [jpeg(500, 375, seed=seed) for seed in range(128)]
     crops = torch.stack([preprocess(data, 50_000_000) for data in images])
     if args.device == "cuda":
-        agreement = top1_agreement(crops, [str(i) for i in range(len(images))], model, args.device, "fp16")
+        agreement = top1_agreement(*classifiers(model, args.device, "fp16"), crops.numpy())
         results["agreement_fp16_vs_fp32"] = {
             "rate": agreement.rate,
             "max_score_difference": agreement.max_score_difference,
@@ -115,7 +118,7 @@ def main() -> None:
             at_32 = next(level for level in results["service"] if level["concurrency"] == 32)
             ceiling = max(r.images_per_s for r in measured if r.precision == precision)
             gpu_name = torch.cuda.get_device_name(0) if args.device == "cuda" else None
-            results["capacity"] = capacity(args.device, gpu_name, precision, at_32, ceiling)
+            results["capacity"] = capacity(args.device, gpu_name, "torch", precision, at_32, ceiling)
     else:
         rate = in_process_pipeline(images, model, args.device, args.seconds * 3)
         results["in_process_pipeline_images_per_s"] = rate

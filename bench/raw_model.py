@@ -1,8 +1,9 @@
 """The raw model ceiling: ResNet18 forward passes on preprocessed uint8 crops, no HTTP, no decoding.
 
-Two variants, same weights: ``service``, the service's own BatchClassifier (conv+BN folded, device
+Three variants, same weights: ``service``, the service's own TorchClassifier (conv+BN folded, device
 transfer, normalisation, channels_last, inference_mode, softmax), whose CPU per image is what the
-forward pass costs inside the server; and ``eager``, plain torchvision ResNet18 in eval mode with
+forward pass costs inside the server; ``openvino``, the service's OpenVINOClassifier (uint8 in, the batch
+split over its streams), the CPU runtime; and ``eager``, plain torchvision ResNet18 in eval mode with
 channels_last, what a user would write in-process: the reference the served throughput is compared to.
 """
 
@@ -13,14 +14,17 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+import openvino as ov
 import torch
 
-from service.model import PRECISION_DTYPES, BatchClassifier, RuntimeChoice, build_resnet18
+from service.model.openvino_runtime import OpenVINOClassifier, export
+from service.model.runtime import RuntimeChoice, cpu_supports_bf16
+from service.model.torch_runtime import PRECISION_DTYPES, TorchClassifier
+from service.model.weights import build_resnet18
 from service.preprocessing import normalize
 
-SERVICE, EAGER = "service", "eager"
+SERVICE, EAGER, OPENVINO = "service", "eager", "openvino"
 
 
 @dataclass(frozen=True)
@@ -37,30 +41,25 @@ class RawResult:
         return asdict(self)
 
 
-def cpu_supports_bf16() -> bool:
-    """bf16 pays on CPUs with native bf16 math (AVX512-BF16 or AMX); elsewhere it is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def precisions_for(device: str) -> list[str]:
     if device == "cuda":
         return ["fp32", "fp16"]
     return ["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"]
 
 
+def openvino_precisions() -> list[str]:
+    return ["fp32", "bf16", "int8"] if cpu_supports_bf16() else ["fp32", "int8"]
+
+
 def eager(model: torch.nn.Module, device: str, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """Plain torchvision: float input normalised as the transforms do, the unfused model, softmax."""
-    runtime = RuntimeChoice(torch.device(device), PRECISION_DTYPES[precision])
-    plain = copy.deepcopy(model).eval().to(device=runtime.device, dtype=runtime.dtype)
+    dtype = PRECISION_DTYPES[precision]
+    plain = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
     plain = plain.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def forward(images: torch.Tensor) -> torch.Tensor:
-        batch = normalize(images.to(runtime.device), runtime.dtype).contiguous(memory_format=torch.channels_last)
+        batch = normalize(images.to(device), dtype).contiguous(memory_format=torch.channels_last)
         return torch.softmax(plain(batch).float(), dim=1).cpu()
 
     return forward
@@ -73,12 +72,19 @@ def measure(
     seconds: float = 3.0,
     model: torch.nn.Module | None = None,
     variant: str = SERVICE,
+    openvino_model: ov.Model | None = None,
 ) -> RawResult:
+    """``openvino_model``: the served OpenVINO model to run (the INT8 one for int8); default: ``model``
+    exported."""
     model = model if model is not None else build_resnet18(None)
+    forward: Callable[[torch.Tensor], object]
     if variant == EAGER:
         forward = eager(model, device, precision)
+    elif variant == OPENVINO:
+        compiled = OpenVINOClassifier(openvino_model or export(model), precision, cache_dir=None)
+        forward = lambda images: compiled(images.numpy())  # noqa: E731
     else:
-        forward = BatchClassifier(model, RuntimeChoice(torch.device(device), PRECISION_DTYPES[precision]))
+        forward = TorchClassifier(model, RuntimeChoice("torch", device, precision)).forward  # type: ignore[arg-type]
     batch = torch.randint(0, 256, (batch_size, 3, 224, 224), dtype=torch.uint8)
     for _ in range(3):  # warm-up: allocator, oneDNN/cuDNN kernel selection
         forward(batch)

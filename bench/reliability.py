@@ -31,7 +31,7 @@ from bench.load import Upload
 from bench.reliability_server import serve
 from bench.sample_images import jpeg
 from bench.servers import REPO
-from service.model import build_resnet18
+from service.model.weights import build_resnet18
 
 SCENARIOS = ("stop", "overload", "keepalive", "kill", "soak")  # overload includes health under load
 

@@ -31,3 +31,12 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 def jpeg(width: int = 500, height: int = 375, seed: int = 0, quality: int = 90) -> bytes:
     return encode(photo(width, height, seed), "JPEG", quality=quality)
+
+
+def varied_photo(seed: int, width: int = 320, height: int = 240) -> bytes:
+    """A JPEG of :func:`photo` with its own exposure and colour cast: photos differ from each other in
+    global tone as real ones do (calibration sets, INT8 agreement)."""
+    rng = np.random.default_rng(50_000 + seed)
+    pixels = np.asarray(photo(width, height, seed)).astype(np.float32)
+    pixels = (pixels - 127) * np.float32(rng.uniform(0.4, 1.3)) + 127 + rng.uniform(-70, 70, 3).astype(np.float32)
+    return encode(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG", quality=90)

@@ -80,13 +80,14 @@ def baseline_server(weights: Path, log: Path) -> Iterator[tuple[str, int]]:
 
 @contextlib.contextmanager
 def service_server(
-    weights: Path, precision: str, log: Path, extra_env: dict[str, str] | None = None
+    weights: Path | None, precision: str, log: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, int]]:
-    """This service via `bentoml serve`; yields its /predict URL and the process id of `bentoml serve`."""
+    """This service via `bentoml serve` (``weights`` None: the model store of ``extra_env``'s
+    BENTOML_HOME); yields its /predict URL and the process id of `bentoml serve`."""
     port = free_port()
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     env = {
-        "RESNET18_WEIGHTS": str(weights),
+        **({"RESNET18_WEIGHTS": str(weights)} if weights is not None else {}),
         "RESNET18_PRECISION": precision,
         "BENTOML_DO_NOT_TRACK": "true",
         **(extra_env or {}),

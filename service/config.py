@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 Weights = str  # "imagenet" | "untrained" | a path to a torchvision-format state dict
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+Runtime = Literal["auto", "torch", "openvino"]
 Device = Literal["auto", "cpu", "cuda"]
 
 MODEL_NAME = "resnet18"  # name of the model in the BentoML model store
-PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16")
+INT8_MODEL_NAME = "resnet18-int8"  # its INT8 OpenVINO version (python -m service.import_model --quantize int8)
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
+RUNTIMES: tuple[Runtime, ...] = ("auto", "torch", "openvino")
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "cuda")
 Decode = Literal["cpu", "device"]
 DECODES: tuple[Decode, ...] = ("cpu", "device")
@@ -51,6 +54,7 @@ class ModelSettings:
     """What the model worker loads and how it runs it."""
 
     weights: Weights | None  # None: the model store's ``resnet18:latest`` (what ``bentoml build`` packs)
+    runtime: Runtime
     precision: Precision
     device: Device
     max_batch_size: int
@@ -63,6 +67,7 @@ class ModelSettings:
         latency = os.environ.get("RESNET18_MAX_LATENCY_MS", "").strip()
         return cls(
             weights=weights,
+            runtime=_choice("RESNET18_RUNTIME", RUNTIMES),  # type: ignore[arg-type]
             precision=_choice("RESNET18_PRECISION", PRECISIONS),  # type: ignore[arg-type]
             device=_choice("RESNET18_DEVICE", DEVICES),  # type: ignore[arg-type]
             max_batch_size=env_int("RESNET18_MAX_BATCH_SIZE", 32),

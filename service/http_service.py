@@ -23,9 +23,10 @@ from . import device_decode, multipart, upstream
 from .admission import AdmissionControl
 from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
-from .config import MODEL_NAME, InputLimits, env_int
+from .config import INT8_MODEL_NAME, MODEL_NAME, InputLimits, env_int
 from .errors import AnswerRejected, error_response
-from .model_service import MAX_LATENCY_MS, ON_GPU, SETTINGS, LoadedModel
+from .model.torch_runtime import TorchClassifier
+from .model_service import MAX_LATENCY_MS, ON_GPU, SETTINGS, LoadedModel, in_store
 from .openapi import OpenAPIDocument
 from .preprocessing import ImageError, preprocess
 from .schemas import Prediction, predictions_from
@@ -48,6 +49,9 @@ class ImageClassifier:
     # The model `bentoml build` packs into the bento. Not declared when RESNET18_WEIGHTS overrides it,
     # because `bentoml serve` resolves every declared model before it starts any worker.
     stored_model = bentoml.models.BentoModel(MODEL_NAME) if SETTINGS.weights is None else None
+    # The INT8 model, declared (so packed by `bentoml build`) whenever the store has one; when
+    # RESNET18_PRECISION=int8 finds none, start-up fails with the command that makes one.
+    int8_model = bentoml.models.BentoModel(INT8_MODEL_NAME) if in_store(INT8_MODEL_NAME) else None
 
     def __init__(self) -> None:
         # The worker processes share the cores: torch threads per process = cores / processes (on a
@@ -57,7 +61,7 @@ class ImageClassifier:
         # the thread that starts it, and forward passes hopping between pool threads (anyio's) kept
         # several teams spinning against each other (2 cores: 46 -> 72 images/s at batch 8).
         model_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
-        self.model = model_thread.submit(LoadedModel, type(self).stored_model).result()
+        self.model = model_thread.submit(LoadedModel, type(self).stored_model, type(self).int8_model).result()
         self._batcher = AdaptiveBatcher(
             self.model.infer,
             model_thread,
@@ -151,11 +155,12 @@ def _decode_device(setting: str, model: LoadedModel) -> torch.device | None:
     """Where RESNET18_DECODE=device decodes JPEGs: the model's GPU; None (the CPU path) otherwise."""
     if setting != "device":
         return None
-    if model.classifier is None or model.classifier.runtime.device.type != "cuda":
-        logger.warning("RESNET18_DECODE=device needs the model on a GPU; decoding on the CPU")
+    classifier = model.classifier
+    if not isinstance(classifier, TorchClassifier) or classifier.device.type != "cuda":
+        logger.warning("RESNET18_DECODE=device needs the model on a GPU (torch runtime); decoding on the CPU")
         return None
-    logger.info("JPEGs are decoded on %s (nvJPEG); other images on the CPU", model.classifier.runtime.device)
-    return model.classifier.runtime.device
+    logger.info("JPEGs are decoded on %s (nvJPEG); other images on the CPU", classifier.device)
+    return classifier.device
 
 
 class _BadImage(Exception):

@@ -1,4 +1,5 @@
-"""The model as the service holds it: weights from the store (or RESNET18_WEIGHTS), device, warm-up, readiness.
+"""The model as the service holds it: which runtime, weights from the store (or RESNET18_WEIGHTS),
+warm-up, readiness.
 
 :class:`service.http_service.ImageClassifier` owns one :class:`LoadedModel` per worker process and
 feeds it through BentoML's adaptive batching (:mod:`service.batching`), in the same process as the
@@ -9,21 +10,30 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import bentoml
 import numpy as np
 import torch
 
-from .config import MODEL_NAME, ModelSettings
-from .model import BatchClassifier, WeightsError, build_resnet18, choose_runtime, load_state_dict, log_cuda_versions
-from .model_store import read_weights
+from .config import INT8_MODEL_NAME, MODEL_NAME, ModelSettings
+from .model import openvino_runtime
+from .model.runtime import Classifier, RuntimeChoice, SettingsConflict, choose
+from .model.store import read_openvino, read_weights
+from .model.torch_runtime import TorchClassifier, log_cuda_versions
+from .model.weights import WeightsError, build_resnet18, load_state_dict
 from .schemas import ModelInfo
 from .timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 SETTINGS = ModelSettings.from_env()
-ON_GPU = SETTINGS.device == "cuda" or (SETTINGS.device == "auto" and torch.cuda.is_available())
+ON_GPU = (
+    SETTINGS.runtime != "openvino"
+    and SETTINGS.precision != "int8"
+    and (SETTINGS.device == "cuda" or (SETTINGS.device == "auto" and torch.cuda.is_available()))
+)
 # The latency target: admission (service.admission) sheds what could not be answered within it, and
 # BentoML's batching sheds what still waits for its batch longer than it.
 MAX_LATENCY_MS = SETTINGS.max_latency_ms or (MAX_LATENCY_MS_GPU if ON_GPU else MAX_LATENCY_MS_CPU)
@@ -31,51 +41,70 @@ MAX_LATENCY_MS = SETTINGS.max_latency_ms or (MAX_LATENCY_MS_GPU if ON_GPU else M
 UNTRAINED_WARNING = "UNTRAINED WEIGHTS: predictions are random. Import real weights (README, 'The model')."
 
 
+def in_store(name: str) -> bool:
+    """Whether the model store (a bento's own, inside a bento) has a version of ``name``."""
+    try:
+        bentoml.models.get(f"{name}:latest")
+    except bentoml.exceptions.NotFound:
+        return False
+    return True
+
+
 class LoadedModel:
-    """ResNet18 loaded and warmed up, or the reason it cannot run here (then it is never ready).
+    """ResNet18 loaded on its runtime and warmed up, or the reason it cannot run here (then it is never
+    ready).
 
-    ``reference`` is the service's declared model-store entry, None when RESNET18_WEIGHTS overrides it.
-    Weights that cannot be had raise :class:`WeightsError`: start-up fails, never a silent fallback."""
+    ``reference`` is the service's declared ``resnet18`` entry (None when RESNET18_WEIGHTS overrides it),
+    ``int8_reference`` its ``resnet18-int8`` entry (None when the store has none). Weights that cannot be
+    had raise :class:`WeightsError`, settings that cannot run together :class:`SettingsConflict`:
+    start-up fails, never a silent fallback."""
 
-    def __init__(self, reference: bentoml.models.BentoModel | None) -> None:
+    def __init__(
+        self, reference: bentoml.models.BentoModel | None, int8_reference: bentoml.models.BentoModel | None = None
+    ) -> None:
         log_cuda_versions()
-        state, tag, weights = _weights(reference)
-        self.classifier: BatchClassifier | None = None
+        self.classifier: Classifier | None = None
         self.not_ready_reason: str | None = None
         try:
-            runtime = choose_runtime(SETTINGS.device, SETTINGS.precision)
+            choice = choose(
+                SETTINGS.runtime, SETTINGS.device, SETTINGS.precision, cuda_available=torch.cuda.is_available()
+            )
+        except SettingsConflict:
+            raise
         except RuntimeError as exc:
             # Stay up but never ready: the load balancer keeps traffic away and the reason is logged.
             self.not_ready_reason = str(exc)
             logger.error("model is not ready: %s", exc)
-            runtime = None
+            choice = None
+        source = _Source.resolve(choice, reference, int8_reference)
         self.info = ModelInfo(
-            tag=tag,
-            weights=weights,
-            trained=state is not None,
-            device=str(runtime.device) if runtime else "unavailable",
-            precision=str(runtime.dtype).removeprefix("torch.") if runtime else "unavailable",
-            warning=None if state is not None else UNTRAINED_WARNING,
+            tag=source.tag,
+            weights=source.description,
+            trained=source.trained,
+            runtime=choice.runtime if choice else "unavailable",
+            device=choice.device if choice else "unavailable",
+            precision=choice.precision if choice else "unavailable",
+            warning=None if source.trained else UNTRAINED_WARNING,
         )
-        if runtime is None:
+        if choice is None:
             return
-        classifier = BatchClassifier(build_resnet18(state), runtime)
         started = time.perf_counter()
+        classifier = source.classifier(choice)
         sizes = classifier.warm_up(SETTINGS.max_batch_size)
         self.classifier = classifier  # ready only now: no request pays for lazy initialisation
         logger.info(
-            "resnet18 ready on %s/%s: weights %s; warmed batch sizes %s in %.1f s; torch threads %d; "
+            "resnet18 ready on %s (%s, %s): weights %s; compiled and warmed batch sizes %s in %.1f s; "
             "max batch %d, max latency %d ms",
-            runtime.device,
-            runtime.dtype,
-            weights,
+            choice.runtime,
+            choice.device,
+            choice.precision,
+            source.description,
             sizes if len(sizes) < 8 else f"1..{max(sizes)}",
             time.perf_counter() - started,
-            torch.get_num_threads(),
             SETTINGS.max_batch_size,
             MAX_LATENCY_MS,
         )
-        if state is None:
+        if not source.trained:
             logger.warning("=" * 72 + "\n%s\n" + "=" * 72, UNTRAINED_WARNING)
 
     @property
@@ -85,19 +114,67 @@ class LoadedModel:
     def infer(self, crops: np.ndarray) -> np.ndarray:
         """uint8 (N, 3, 224, 224) crops -> float32 (N, 1000) probabilities (the batch function)."""
         assert self.classifier is not None, "infer() before the model is ready"
-        return self.classifier(torch.from_numpy(crops)).numpy()
+        return self.classifier(crops)
 
 
-def _weights(reference: bentoml.models.BentoModel | None) -> tuple[dict[str, torch.Tensor] | None, str | None, str]:
-    """(state dict or None for untrained, model-store tag, description). Raises WeightsError."""
-    if SETTINGS.weights is not None:
-        state, description = load_state_dict(SETTINGS.weights)
-        return state, None, f"RESNET18_WEIGHTS={SETTINGS.weights}: {description}"
-    if reference is None or reference.stored is None:
-        tag = reference.tag if reference is not None else MODEL_NAME
-        raise WeightsError(
-            f"no '{MODEL_NAME}' model in the BentoML model store ({tag}) and RESNET18_WEIGHTS is "
-            "not set: run `python -m service.import_model --weights imagenet|PATH` first"
-        )
-    stored = read_weights(reference.stored)
-    return stored.state_dict, stored.tag, stored.description
+@dataclass(frozen=True)
+class _Source:
+    """Where the model comes from for a runtime choice, and how that runtime is built from it."""
+
+    tag: str | None
+    description: str
+    trained: bool
+    classifier: Callable[[RuntimeChoice], Classifier]
+
+    @classmethod
+    def resolve(
+        cls,
+        choice: RuntimeChoice | None,
+        reference: bentoml.models.BentoModel | None,
+        int8_reference: bentoml.models.BentoModel | None,
+    ) -> _Source:
+        """Raises WeightsError for what cannot be had. Reads only what ``choice`` runs."""
+        if SETTINGS.precision == "int8":
+            if SETTINGS.weights is not None:
+                raise SettingsConflict(
+                    "RESNET18_PRECISION=int8 serves the store's resnet18-int8 model; unset RESNET18_WEIGHTS"
+                )
+            if int8_reference is None or int8_reference.stored is None:
+                raise WeightsError(
+                    f"RESNET18_PRECISION=int8 but the BentoML model store has no '{INT8_MODEL_NAME}' model: make "
+                    "one from your own photos with `python -m service.import_model --quantize int8 --calibration "
+                    "DIR` (README, 'INT8'), or choose another RESNET18_PRECISION"
+                )
+            stored = int8_reference.stored
+            description = str(stored.info.metadata.get("weights", "unknown"))
+            ir = read_openvino(stored)
+            return cls(
+                str(stored.tag), description, True, lambda c: openvino_runtime.OpenVINOClassifier(ir, c.precision)
+            )
+        if SETTINGS.weights is not None:
+            state, description = load_state_dict(SETTINGS.weights)
+            description = f"RESNET18_WEIGHTS={SETTINGS.weights}: {description}"
+
+            def build(c: RuntimeChoice) -> Classifier:
+                model = build_resnet18(state)
+                if c.runtime == "openvino":  # converted here: RESNET18_WEIGHTS is for development
+                    return openvino_runtime.OpenVINOClassifier(openvino_runtime.export(model), c.precision)
+                return TorchClassifier(model, c)
+
+            return cls(None, description, state is not None, build)
+        if reference is None or reference.stored is None:
+            tag = reference.tag if reference is not None else MODEL_NAME
+            raise WeightsError(
+                f"no '{MODEL_NAME}' model in the BentoML model store ({tag}) and RESNET18_WEIGHTS is "
+                "not set: run `python -m service.import_model --weights imagenet|PATH` first"
+            )
+        entry = reference.stored
+        trained = entry.info.labels.get("trained") != "no"
+        description = str(entry.info.metadata.get("weights", "unknown"))
+        if choice is not None and choice.runtime == "openvino":
+            ir = read_openvino(entry)
+            return cls(
+                str(entry.tag), description, trained, lambda c: openvino_runtime.OpenVINOClassifier(ir, c.precision)
+            )
+        stored = read_weights(entry)
+        return cls(stored.tag, description, trained, lambda c: TorchClassifier(build_resnet18(stored.state_dict), c))

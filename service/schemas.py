@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .model import LABELS
+from .model.weights import LABELS
 
 TOP_K = 5
 
@@ -17,8 +17,9 @@ class ModelInfo(BaseModel):
     tag: str | None = Field(description="BentoML model-store tag; null when weights came from RESNET18_WEIGHTS")
     weights: str = Field(description="where the weights came from")
     trained: bool
-    device: str
-    precision: str
+    runtime: str = Field(description="what runs the model: torch or openvino")
+    device: str = Field(description="cpu or cuda")
+    precision: str = Field(description="what the runtime computes in: fp32, bf16, fp16 or int8")
     warning: str | None = None
 
 

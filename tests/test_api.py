@@ -102,7 +102,7 @@ def test_every_answer_names_the_model_and_its_weights(server: Server, model_stor
         assert model["tag"] == tag
         assert "resnet18-test.pth" in model["weights"] and "sha256" in model["weights"]
         assert model["trained"] is True and model["warning"] is None
-        assert (model["device"], model["precision"]) == ("cpu", "float32")
+        assert (model["runtime"], model["device"], model["precision"]) == ("openvino", "cpu", "fp32")
 
 
 def test_health_endpoints(server: Server) -> None:

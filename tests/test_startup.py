@@ -109,7 +109,7 @@ def run_model_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Load the model alone, as a worker process of the service does at start-up."""
     code = (
         "from service.http_service import ImageClassifier; from service.model_service import LoadedModel; "
-        "LoadedModel(ImageClassifier.inner.stored_model)"
+        "LoadedModel(ImageClassifier.inner.stored_model, ImageClassifier.inner.int8_model)"
     )
     return subprocess.run(
         [sys.executable, "-c", code],
