@@ -213,8 +213,12 @@ def _model_store(home: Path, weights: Path, photos: Path, count: int, device: st
         photos.mkdir()
         for seed in range(count):
             (photos / f"{seed:04d}.jpg").write_bytes(varied_photo(20_000 + seed))
-        command += ["--quantize", "int8", "--calibration", str(photos)]
-    subprocess.run(command, env=env, check=True, capture_output=True)
+        # 0.9: the stand-in weights are more sensitive to rounding than trained ones (stand_in_weights.py);
+        # the agreement the benchmark reports is measured on its own images below.
+        command += ["--quantize", "int8", "--calibration", str(photos), "--min-agreement", "0.9"]
+    imported = subprocess.run(command, env=env, capture_output=True, text=True)
+    if imported.returncode != 0:
+        raise SystemExit(f"the model import failed:\n{imported.stderr[-3000:]}")
     if device != "cpu":
         return None
     int8 = next((home / "models" / "resnet18-int8").glob("*/openvino"))

@@ -8,9 +8,10 @@ python container/stand_in_weights.py OUT.pth [--confident]
 Two kinds:
 - plain: random weights with spread batch-norm statistics (logits spread out, answers worth comparing);
   its outputs are near-uniform, as no trained model's are;
-- ``--confident``: answers that look trained (mean top-1 probability ~0.5, dozens of distinct classes
-  over a hundred photos, and as robust to bf16 and INT8 rounding as a trained ResNet18), for what
-  quantization and reduced precision are checked with. Made from random weights, not trained: smooth
+- ``--confident``: answers that look trained (mean top-1 probability ~0.58, ~50 distinct classes over
+  400 photos), for what quantization and reduced precision are checked with. Somewhat more sensitive to
+  rounding than a trained ResNet18: top-1 agreement with fp32 on 400 photos 97.8% in bf16 and 97.0% in
+  INT8, where trained ResNet18 loses 0.3 points of ImageNet accuracy in INT8. Made from random weights, not trained: smooth
   first-layer filters (as trained ones are), batch norms calibrated on photos, damped residual branches,
   and a classifier over the features' main directions.
 """
@@ -72,12 +73,12 @@ def confident(out: str) -> None:
     for block in model.modules():
         if isinstance(block, torchvision.models.resnet.BasicBlock):
             block.bn2.weight.mul_(0.3)
-    # The classifier: 1000 random mixes of the features' 16 main directions, scaled to logits with a
+    # The classifier: 1000 random mixes of the features' 6 main directions, scaled to logits with a
     # standard deviation of 6 over the photos (confident, not near-uniform), centred on their mean.
     features = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten())(photos)
     mean = features.mean(dim=0)
     _, _, directions = torch.linalg.svd(features - mean, full_matrices=False)
-    mixes = torch.randn(1000, 16, generator=torch.Generator().manual_seed(7)) @ directions[:16]
+    mixes = torch.randn(1000, 6, generator=torch.Generator().manual_seed(7)) @ directions[:6]
     mixes *= 6.0 / ((features - mean) @ mixes.T).std()
     model.fc.weight.copy_(mixes)
     model.fc.bias.copy_(-(mixes @ mean))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import goals
+from bench.__main__ import default_runtime
 from bench.load import _percentile
 from tests.server import REPO
 
@@ -35,12 +36,15 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
     command = [
         sys.executable, "-m", "bench", "--out", str(tmp_path), "--concurrency", "1", str(goals.TARGET_CONCURRENCY),
         "--requests", "40", "--warmup", "2", "--images", "6", "--large-images", "1", "--raw-seconds", "0.2",
+        "--calibration-photos", "200",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
+    runtime, precision = default_runtime("cpu")
+    default = f"service ({runtime} {precision})"
     names = [server["name"] for server in results["servers"]]
-    assert names[0] == "baseline (Flask, fp32)" and "service (fp32)" in names
+    assert names == ["baseline (Flask, fp32)", "service (torch fp32)", default, "service (openvino int8)"]
     for server in results["servers"]:
         assert [level["concurrency"] for level in server["levels"]] == [1, goals.TARGET_CONCURRENCY]
         for level in server["levels"]:
@@ -49,12 +53,16 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
                 assert math.isfinite(level[field]) and level[field] > 0, (field, level[field])
             outside = level["server_cpu_ms_per_image"] - level["model_cpu_ms_per_image"]
             assert level["cpu_ms_per_image_outside_model"] == pytest.approx(outside)
-    service = next(s for s in results["servers"] if s["name"] == "service (fp32)")
+    service = next(s for s in results["servers"] if s["name"] == "service (torch fp32)")
     assert all(level["mean_batch_size"] >= 1 for level in service["levels"])  # read from BentoML's metrics
 
     # Every goal is recomputed from the levels it names, in the same JSON.
     labels = {goal["label"] for goal in results["goals"]}
     assert {"fp32 served / eager fp32 in-process", "fp32 CPU ms/image outside the model"} <= labels
+    assert {"int8 served / torch fp32 served", "int8 CPU ms/image served"} <= labels
+    assert {a["precision"] for a in results["agreement"]} >= {"int8"}
+    for agreement in results["agreement"]:
+        assert 0 <= agreement["rate"] <= 1 and agreement["images"] == 6
     for goal in results["goals"]:
         measured = goals.level(results, goal["server"], goal["concurrency"])[goal["field"]]
         assert goal["value"] == pytest.approx(measured / goals.reference_value(results, goal["per"]))
@@ -64,13 +72,14 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
     # The planner's interface: exactly these keys, figures taken from the default-precision service.
     capacity = results["capacity"]
     assert set(capacity) == {
-        "device", "gpu_name", "precision", "cpu_ms_per_image_outside_model", "cpu_ms_per_image",
+        "device", "gpu_name", "runtime", "precision", "cpu_ms_per_image_outside_model", "cpu_ms_per_image",
         "model_ceiling_images_per_s", "cpus", "measured",
     }  # fmt: skip
-    level = goals.level(results, f"service ({capacity['precision']})", goals.TARGET_CONCURRENCY)
+    assert (capacity["runtime"], capacity["precision"]) == (runtime, precision)
+    level = goals.level(results, default, goals.TARGET_CONCURRENCY)
     assert capacity["cpu_ms_per_image"] == level["server_cpu_ms_per_image"]
     assert capacity["cpu_ms_per_image_outside_model"] == level["cpu_ms_per_image_outside_model"]
     assert capacity["model_ceiling_images_per_s"] == max(
-        r["images_per_s"] for r in results["raw"] if r["precision"] == capacity["precision"] and r["model"] == "service"
+        r["images_per_s"] for r in results["raw"] if r["precision"] == precision and r["model"] == runtime
     )
     assert (tmp_path / "throughput.png").stat().st_size > 10_000

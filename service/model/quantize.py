@@ -85,7 +85,9 @@ def quantize_int8(served: ov.Model, calibration: np.ndarray) -> ov.Model:
 
     dataset = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: the command's stdout is its tags
-        return nncf.quantize(served, dataset, subset_size=len(calibration))
+        # The full bias correction: ~2 s more here, and 97.0% top-1 agreement with fp32 on 400
+        # held-out photos instead of 96.0% (the confident stand-in of the tests).
+        return nncf.quantize(served, dataset, subset_size=len(calibration), fast_bias_correction=False)
 
 
 @dataclass(frozen=True)
