@@ -11,9 +11,9 @@ Two kinds:
 - ``--confident``: answers that look trained (mean top-1 probability ~0.58, ~50 distinct classes over
   400 photos), for what quantization and reduced precision are checked with. Somewhat more sensitive to
   rounding than a trained ResNet18: top-1 agreement with fp32 on 400 photos 97.8% in bf16 and 97.0% in
-  INT8, where trained ResNet18 loses 0.3 points of ImageNet accuracy in INT8. Made from random weights, not trained: smooth
-  first-layer filters (as trained ones are), batch norms calibrated on photos, damped residual branches,
-  and a classifier over the features' main directions.
+  INT8, where trained ResNet18 loses 0.3 points of ImageNet accuracy in INT8. Made from random weights,
+  not trained: smooth first-layer filters (as trained ones are), batch norms calibrated on photos,
+  damped residual branches, and a classifier over the features' main directions.
 """
 
 from __future__ import annotations
