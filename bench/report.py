@@ -21,7 +21,9 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"  {raw['model']:<9}{raw['precision']:<10}{raw['batch_size']:>6}{images_per_s:>11}{ms:>10}{cpu:>12}"
         )
-    lines.append("  (service: the served forward pass, conv+BN folded; eager: plain torchvision, channels_last)")
+    lines.append(
+        "  (service: the served torch forward pass, conv+BN folded; eager: plain torchvision, channels_last;\n   openvino: the served OpenVINO model, the batch split over its streams)"
+    )
     lines.append("")
     load = results["load"]
     lines.append(
@@ -56,14 +58,15 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  {goal['label']}: {fmt(goal['value'], 2)}  (target {goal['op']} {goal['target']}: {verdict})")
     capacity = results["capacity"]
     lines.append(
-        f"Capacity ({capacity['device']}, {capacity['precision']}): {fmt(capacity['cpu_ms_per_image'])} CPU ms per "
+        f"Capacity ({capacity['device']}, {capacity['runtime']} {capacity['precision']}): {fmt(capacity['cpu_ms_per_image'])} CPU ms per "
         f"image, {fmt(capacity['cpu_ms_per_image_outside_model'])} outside the model; model ceiling "
         f"{fmt(capacity['model_ceiling_images_per_s'])} images/s on {capacity['cpus']} CPUs"
     )
     for agreement in results["agreement"]:
         lines.append(
-            f"  top-1 agreement {agreement['precision']} vs fp32 on the benchmark images: "
-            f"{100 * agreement['rate']:.1f}% ({agreement['same_top1']}/{agreement['images']})"
+            f"  top-1 agreement {agreement['precision']} vs fp32 on {agreement['images']} other photos: "
+            f"{100 * agreement['rate']:.1f}% ({agreement['same_top1']}/{agreement['images']}), mean |dp| "
+            f"{agreement['mean_score_difference']:.4f}"
         )
     return "\n".join(lines)
 

@@ -45,6 +45,11 @@ async def parse_uploads_only(self: MultipartSerde, request: Request, cls: type[T
         data[name] = uploads if annotation.startswith("list") else uploads[0]
         if not annotation.startswith("list") and len(uploads) > 1:
             raise Rejected(400, f"field {name!r} takes one file; {len(uploads)} were sent (use /classify)")
+    for name in file_fields - data.keys():  # a form without the field at all, even with no part (`--B--`)
+        annotation = str(cls.model_fields[name].annotation)  # type: ignore[attr-defined]
+        if not annotation.startswith("list"):
+            raise Rejected(400, f"no file: send one in the multipart field {name!r}")
+        data[name] = []  # the endpoint answers an empty list with its own 400
     # Every field is checked above: skip pydantic's per-file validation and its temporary-file copy.
     return cls.model_construct(**data)  # type: ignore[attr-defined, no-any-return]
 

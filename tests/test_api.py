@@ -242,6 +242,15 @@ def test_no_file(server: Server) -> None:
     assert_still_serving(server)
 
 
+def test_multipart_body_with_no_part_at_all(server: Server) -> None:
+    """`--BOUNDARY--` alone: a valid multipart body without any part (schemathesis found a 500 here)."""
+    headers = {"content-type": "multipart/form-data; boundary=BOUNDARY"}
+    for endpoint, message in (("predict", "'image'"), ("classify", "'images'")):
+        response = httpx.post(f"{server.url}/{endpoint}", content=b"--BOUNDARY--\r\n", headers=headers)
+        assert_client_error(response, 400, message)
+    assert_still_serving(server)
+
+
 def test_json_or_raw_bytes_instead_of_multipart(server: Server) -> None:
     response = httpx.post(f"{server.url}/predict", json={"image": "/etc/passwd"})
     assert response.status_code == 400 and "error" in response.json()

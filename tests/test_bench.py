@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import goals
-from bench.__main__ import default_runtime
+from bench.__main__ import AGREEMENT_PHOTOS, default_runtime
 from bench.load import _percentile
 from tests.server import REPO
 
@@ -62,7 +62,7 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
     assert {"int8 served / torch fp32 served", "int8 CPU ms/image served"} <= labels
     assert {a["precision"] for a in results["agreement"]} >= {"int8"}
     for agreement in results["agreement"]:
-        assert 0 <= agreement["rate"] <= 1 and agreement["images"] == 6
+        assert 0 <= agreement["rate"] <= 1 and agreement["images"] == AGREEMENT_PHOTOS
     for goal in results["goals"]:
         measured = goals.level(results, goal["server"], goal["concurrency"])[goal["field"]]
         assert goal["value"] == pytest.approx(measured / goals.reference_value(results, goal["per"]))
