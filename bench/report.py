@@ -22,7 +22,10 @@ def table(results: dict[str, Any]) -> str:
             f"  {raw['model']:<9}{raw['precision']:<10}{raw['batch_size']:>6}{images_per_s:>11}{ms:>10}{cpu:>12}"
         )
     lines.append(
-        "  (service: the served torch forward pass, conv+BN folded; eager: plain torchvision, channels_last;\n   openvino: the served OpenVINO model, the batch split over its streams)"
+        lines.append(
+            "  (service: the served torch forward pass, conv+BN folded; eager: plain torchvision, channels_last;\n"
+            "   openvino: the served OpenVINO model, the batch split over its streams)"
+        )
     )
     lines.append("")
     load = results["load"]
@@ -58,7 +61,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  {goal['label']}: {fmt(goal['value'], 2)}  (target {goal['op']} {goal['target']}: {verdict})")
     capacity = results["capacity"]
     lines.append(
-        f"Capacity ({capacity['device']}, {capacity['runtime']} {capacity['precision']}): {fmt(capacity['cpu_ms_per_image'])} CPU ms per "
+        f"Capacity ({capacity['device']}, {capacity['runtime']} {capacity['precision']}): "
+        f"{fmt(capacity['cpu_ms_per_image'])} CPU ms per "
         f"image, {fmt(capacity['cpu_ms_per_image_outside_model'])} outside the model; model ceiling "
         f"{fmt(capacity['model_ceiling_images_per_s'])} images/s on {capacity['cpus']} CPUs"
     )
