@@ -22,10 +22,8 @@ def table(results: dict[str, Any]) -> str:
             f"  {raw['model']:<9}{raw['precision']:<10}{raw['batch_size']:>6}{images_per_s:>11}{ms:>10}{cpu:>12}"
         )
     lines.append(
-        lines.append(
-            "  (service: the served torch forward pass, conv+BN folded; eager: plain torchvision, channels_last;\n"
-            "   openvino: the served OpenVINO model, the batch split over its streams)"
-        )
+        "  (service: the served torch forward pass, conv+BN folded; eager: plain torchvision, channels_last;\n"
+        "   openvino: the served OpenVINO model, the batch split over its streams)"
     )
     lines.append("")
     load = results["load"]
