@@ -91,7 +91,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         latency.plot(x, [level["p99_ms"] for level in levels], marker="o", label=server["name"])
     for raw_best in results["raw_best"]:
         throughput.axhline(raw_best["images_per_s"], linestyle="--", linewidth=1, color="grey")
-        throughput.annotate(f"raw {raw_best['precision']}", (1, raw_best["images_per_s"]), fontsize=8, color="grey")
+        label = f"raw {raw_best['model']} {raw_best['precision']}"
+        throughput.annotate(label, (1, raw_best["images_per_s"]), fontsize=8, color="grey")
     eager = results["raw_eager_best"]
     throughput.axhline(eager["images_per_s"], linestyle=":", linewidth=1, color="black")
     throughput.annotate("eager fp32 in-process", (1, eager["images_per_s"]), fontsize=8)
