@@ -69,9 +69,7 @@ class LoadedModel:
             choice = choose(
                 SETTINGS.runtime, SETTINGS.device, SETTINGS.precision, cuda_available=torch.cuda.is_available()
             )
-        except SettingsConflict:
-            raise
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # a SettingsConflict (ValueError) is not caught: start-up fails
             # Stay up but never ready: the load balancer keeps traffic away and the reason is logged.
             self.not_ready_reason = str(exc)
             logger.error("model is not ready: %s", exc)

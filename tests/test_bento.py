@@ -91,7 +91,9 @@ with containerize_tempdir(), construct_containerfile(bento, enable_buildkit=Fals
     name, version = model_tag.split(":")
     weights = f"models/{name}/{version}/resnet18.pth"
     assert weights in files and int(files[weights]) > 40_000_000  # the model travels in the image
-    assert "src/service/model_service.py" in files
+    openvino = f"models/{name}/{version}/openvino/resnet18"  # and its OpenVINO form, for the CPU runtime
+    assert int(files[f"{openvino}.bin"]) > 40_000_000 and f"{openvino}.xml" in files
+    assert "src/service/model_service.py" in files and "src/service/model/openvino_runtime.py" in files
     assert not any(path.startswith(("src/tests", "src/infra", "src/.venv")) for path in files)
     for setting in ("NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "RESNET18_DEVICE=cuda"):
         assert setting.split("=")[0] in dockerfile and setting.split("=")[1] in dockerfile

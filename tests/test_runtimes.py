@@ -304,6 +304,28 @@ def test_a_store_model_without_openvino_is_upgraded_by_make_serve(tmp_path: Path
     assert "resnet18-test.pth" in yaml.safe_load((new_version / "model.yaml").read_text())["metadata"]["weights"]
 
 
+@pytest.mark.build
+def test_bentoml_build_packs_the_int8_model_too(int8_store: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(int8_store), "BENTOML_DO_NOT_TRACK": "true"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("bentoml")), "build", "--output", "tag"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    name, version = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:").split(":")
+    bento = int8_store / "bentos" / name / version
+    info = yaml.safe_load((bento / "bento.yaml").read_text())
+    (service,) = [s for s in info["services"] if s["name"] == "image-classifier"]
+    packed = sorted(model["tag"].split(":")[0] for model in service["models"])
+    assert packed == ["resnet18", "resnet18-int8"]
+    (int8_version,) = int8_versions(int8_store)
+    assert (bento / "models" / "resnet18-int8" / int8_version.name / "openvino" / "resnet18.xml").is_file()
+
+
 def test_bench_agreement_compares_the_stored_int8_on_your_photos(int8_store: Path, tmp_path: Path) -> None:
     folder = write_photos(tmp_path / "mine", SERVED_SEEDS)
     result = subprocess.run(
