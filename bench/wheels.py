@@ -24,6 +24,9 @@ PREINSTALLED = ("torch", "torchvision")  # with everything they depend on
 # torch's CUDA libraries (some reach the lock through a CUDA meta-package's extras); the machine's torch
 # has its own. nvidia-ml-py is BentoML's NVML binding, not a CUDA library.
 CUDA_LIBRARIES = re.compile(r"^(nvidia-(?!ml-py$)|cuda-)")
+# The CPU runtime (service/model/openvino_runtime.py): a GPU runs torch, and the service imports OpenVINO
+# only when it runs it. Its wheel alone (~50 MiB) would not fit the device tool's carry limit.
+CPU_RUNTIME = frozenset({"openvino", "openvino-telemetry"})
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
 MAX_MIB = 64
 
@@ -55,7 +58,7 @@ def missing_pins() -> list[str]:
     for line in LOCK.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         name = canonical(line.split("==", 1)[0]) if "==" in line else ""
-        if name and name not in skip and not CUDA_LIBRARIES.match(name):
+        if name and name not in skip and name not in CPU_RUNTIME and not CUDA_LIBRARIES.match(name):
             pins.append(line)
     return pins
 

@@ -12,19 +12,22 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import bentoml
 import numpy as np
 import torch
 
 from .config import INT8_MODEL_NAME, MODEL_NAME, ModelSettings
-from .model import openvino_runtime
 from .model.runtime import Classifier, RuntimeChoice, SettingsConflict, choose
 from .model.store import read_openvino, read_weights
 from .model.torch_runtime import TorchClassifier, log_cuda_versions
 from .model.weights import WeightsError, build_resnet18, load_state_dict
 from .schemas import ModelInfo
 from .timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
+
+if TYPE_CHECKING:
+    import openvino as ov
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
@@ -145,10 +148,7 @@ class _Source:
                 )
             stored = int8_reference.stored
             description = str(stored.info.metadata.get("weights", "unknown"))
-            ir = read_openvino(stored)
-            return cls(
-                str(stored.tag), description, True, lambda c: openvino_runtime.OpenVINOClassifier(ir, c.precision)
-            )
+            return cls(str(stored.tag), description, True, _openvino_from(read_openvino(stored)))
         if SETTINGS.weights is not None:
             state, description = load_state_dict(SETTINGS.weights)
             description = f"RESNET18_WEIGHTS={SETTINGS.weights}: {description}"
@@ -156,7 +156,9 @@ class _Source:
             def build(c: RuntimeChoice) -> Classifier:
                 model = build_resnet18(state)
                 if c.runtime == "openvino":  # converted here: RESNET18_WEIGHTS is for development
-                    return openvino_runtime.OpenVINOClassifier(openvino_runtime.export(model), c.precision)
+                    from .model.openvino_runtime import export
+
+                    return _openvino_from(export(model))(c)
                 return TorchClassifier(model, c)
 
             return cls(None, description, state is not None, build)
@@ -170,9 +172,15 @@ class _Source:
         trained = entry.info.labels.get("trained") != "no"
         description = str(entry.info.metadata.get("weights", "unknown"))
         if choice is not None and choice.runtime == "openvino":
-            ir = read_openvino(entry)
-            return cls(
-                str(entry.tag), description, trained, lambda c: openvino_runtime.OpenVINOClassifier(ir, c.precision)
-            )
+            return cls(str(entry.tag), description, trained, _openvino_from(read_openvino(entry)))
         stored = read_weights(entry)
         return cls(stored.tag, description, trained, lambda c: TorchClassifier(build_resnet18(stored.state_dict), c))
+
+
+def _openvino_from(served: ov.Model) -> Callable[[RuntimeChoice], Classifier]:
+    def build(choice: RuntimeChoice) -> Classifier:
+        from .model.openvino_runtime import OpenVINOClassifier  # OpenVINO loads only where it runs
+
+        return OpenVINOClassifier(served, choice.precision)
+
+    return build

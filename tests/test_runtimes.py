@@ -340,3 +340,24 @@ def test_bench_agreement_compares_the_stored_int8_on_your_photos(int8_store: Pat
     assert result.returncode == 0, result.stderr
     assert f"int8 against fp32 on {len(SERVED_SEEDS)} images: top-1 agreement" in result.stdout
     assert "resnet18-int8:" in result.stdout
+
+
+def test_the_torch_path_never_loads_openvino(model_store: tuple[Path, str]) -> None:
+    """A GPU machine runs torch and may have no OpenVINO at all (bench/gpu_check.sh's wheels leave it out)."""
+    home, _ = model_store
+    code = (
+        "import sys; sys.modules['openvino'] = None  # any import of it fails\n"
+        "from service.http_service import ImageClassifier; from service.model_service import LoadedModel\n"
+        "model = LoadedModel(ImageClassifier.inner.stored_model, ImageClassifier.inner.int8_model)\n"
+        "print(model.info.runtime, model.ready, 'openvino' in sys.modules and sys.modules['openvino'] is not None)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "BENTOML_HOME": str(home), "RESNET18_RUNTIME": "torch", "RESNET18_DEVICE": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["torch", "True", "False"]

@@ -13,12 +13,15 @@ import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import openvino as ov
 
 from ..preprocessing import ImageError, preprocess
 from .runtime import Classifier
+
+if TYPE_CHECKING:
+    import openvino as ov
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 HELD_OUT_EVERY = 4  # a quarter of the photos measure the agreement; the rest calibrate

@@ -13,15 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
-import openvino as ov
 import torch
 
 from ..config import INT8_MODEL_NAME, MODEL_NAME
-from . import openvino_runtime, quantize
+from . import quantize
 from .weights import STATE_DICT_FILE, WeightsError, build_resnet18, load_state_dict, sha256_of
+
+if TYPE_CHECKING:  # OpenVINO is imported where it is used: the GPU path never loads it
+    import openvino as ov
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
@@ -69,6 +71,10 @@ def import_weights(source: str, if_missing: bool = False, or_untrained: bool = F
 
 
 def _save(state_dict: dict[str, torch.Tensor] | None, description: str, source: str) -> str:
+    import openvino as ov
+
+    from . import openvino_runtime
+
     served = openvino_runtime.export(build_resnet18(state_dict))  # before create: nothing half-written
     with bentoml.models.create(
         MODEL_NAME,
@@ -101,6 +107,8 @@ def read_weights(model: bentoml.Model) -> StoredWeights:
 
 def read_openvino(model: bentoml.Model) -> ov.Model:
     """The OpenVINO model of a ``resnet18`` or ``resnet18-int8`` entry, as served."""
+    from . import openvino_runtime
+
     folder = Path(model.path_of(OPENVINO_DIR))
     if not (folder / openvino_runtime.IR_FILE).is_file():
         raise WeightsError(
@@ -117,6 +125,14 @@ def import_int8(
     new ``resnet18-int8`` version, unless its agreement with fp32 on the held-out photos is below
     ``min_agreement`` (then :class:`~.quantize.QuantizationError`, unless ``force``). Writes nothing
     on any failure."""
+    try:
+        import nncf  # the import command's own dependency (requirements-dev.txt), never the server's
+    except ImportError:
+        raise quantize.QuantizationError("INT8 needs NNCF: pip install -r requirements-dev.txt") from None
+    import openvino as ov
+
+    from . import openvino_runtime
+
     threshold = quantize.DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement
     try:
         source = bentoml.models.get(source_tag)
@@ -148,7 +164,6 @@ def import_int8(
             f"INT8 refused: {measured}; the threshold is {100 * threshold:.0f}% (--min-agreement). More or more "
             "representative calibration photos usually fix it; --force stores it anyway"
         )
-    import nncf
 
     metadata: dict[str, Any] = {
         "weights": f"INT8 (NNCF post-training) of {source.tag}: {source.info.metadata.get('weights', 'unknown')!s}",
