@@ -19,7 +19,7 @@ import torchvision
 import yaml
 
 from container.template import removed_cuda_libraries
-from tests.server import REPO
+from tests.server import REPO, bentoml_build
 
 pytestmark = pytest.mark.build
 
@@ -27,20 +27,7 @@ pytestmark = pytest.mark.build
 @pytest.fixture(scope="module")
 def built_bento(model_store: tuple[Path, str]) -> Iterator[tuple[str, Path]]:
     home, _ = model_store
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
-    env.pop("RESNET18_WEIGHTS", None)  # a build packs the store's model
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("bentoml")), "build", "--output", "tag"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    name, version = tag.split(":")
-    yield tag, home / "bentos" / name / version
+    yield bentoml_build(home)
 
 
 def test_bento_declares_the_model(built_bento: tuple[str, Path], model_store: tuple[Path, str]) -> None:

@@ -22,7 +22,7 @@ from bench.sample_images import varied_photo
 from container import stand_in_weights
 from service.model.quantize import MIN_IMAGES, QuantizationError, read_photos
 from service.model.runtime import RuntimeChoice, SettingsConflict, choose
-from tests.server import REPO, Server, bentoml_serve
+from tests.server import REPO, Server, bentoml_build, bentoml_serve
 from tests.test_api import classify, reference_probabilities
 from tests.test_startup import run_model_worker
 
@@ -306,18 +306,7 @@ def test_a_store_model_without_openvino_is_upgraded_by_make_serve(tmp_path: Path
 
 @pytest.mark.build
 def test_bentoml_build_packs_the_int8_model_too(int8_store: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(int8_store), "BENTOML_DO_NOT_TRACK": "true"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("bentoml")), "build", "--output", "tag"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    name, version = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:").split(":")
-    bento = int8_store / "bentos" / name / version
+    _, bento = bentoml_build(int8_store)
     info = yaml.safe_load((bento / "bento.yaml").read_text())
     (service,) = [s for s in info["services"] if s["name"] == "image-classifier"]
     # The bento names the store versions it packs (containerize copies them into the image).
