@@ -43,6 +43,7 @@ def document(service: Any) -> dict[str, Any]:
     for api in service.apis.values():
         operation = spec["paths"][api.route]["post"]
         operation["responses"] = {"200": operation["responses"]["200"], **_error_responses()}
+        _at_least_one_file(operation)
     return spec
 
 
@@ -71,6 +72,15 @@ def _files_as_binary_strings(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _files_as_binary_strings(value)
+
+
+def _at_least_one_file(operation: dict[str, Any]) -> None:
+    """A list-of-files field takes one file at least (an empty one is answered 400): say so, so that a
+    client generator or fuzzer reading the document does not take an empty form for a valid request."""
+    for content in operation.get("requestBody", {}).get("content", {}).values():
+        for field in content.get("schema", {}).get("properties", {}).values():
+            if field.get("type") == "array" and field.get("items", {}).get("format") == "binary":
+                field["minItems"] = 1
 
 
 class OpenAPIDocument:
