@@ -33,6 +33,8 @@ from .signals import PERIOD_S, REFERENCE_THRESHOLD_KEY, SIGNALS
 CONFIG_NAMESPACE = "elastic-resnet"
 SERVICE_PORT = 3000  # bentoml serve's port in the container
 READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up on the GPU
+MAX_HOOK_TIMEOUT_S = 7200  # AWS's bound on a lifecycle hook's HeartbeatTimeout (PutLifecycleHook: 30-7200 s)
+LAUNCH_HOOK_MARGIN_S = 120  # the launch hook starts before the instance boots; its deadline counts from boot
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 RESERVED_KEYS = ("project", "stack", "region")  # from Pulumi itself and aws:region, never from our namespace
 
@@ -179,7 +181,12 @@ class FleetConfig(_Section):
     ami_ssm_parameter: str = DEFAULT_AMI_PARAMETER
     root_volume_gb: int = Field(100, ge=60)
     health_check_grace_s: int = Field(300, ge=0)
-    ready_timeout_s: int = Field(1200, ge=300, le=7200, description="boot to /readyz, else the instance is abandoned")
+    ready_timeout_s: int = Field(
+        1200,
+        ge=300,
+        le=MAX_HOOK_TIMEOUT_S - LAUNCH_HOOK_MARGIN_S,  # the launch hook's timeout must stay within AWS's bound
+        description="boot to /readyz, else the instance is abandoned",
+    )
     instance_refresh_min_healthy_percent: int = Field(100, ge=0, le=100)
     image_uri: str | None = Field(None, description="a full image URI; default: this stack's ECR repository")
     service_env: dict[str, str] = Field(default_factory=dict, description="RESNET18_* settings for the container")
@@ -217,7 +224,7 @@ class FleetConfig(_Section):
     def hook_timeout_s(self) -> int:
         """The launch lifecycle hook's timeout: the instance's own deadline (counted from boot) plus the
         time from the hook starting to the instance booting."""
-        return self.ready_timeout_s + 120
+        return self.ready_timeout_s + LAUNCH_HOOK_MARGIN_S
 
     @property
     def capacity_timeout(self) -> str:

@@ -127,6 +127,8 @@ def test_reserved_keys_are_refused() -> None:
         ({"fleet": {"minSize": 3, "desiredCapacity": 2}}, "minSize <= desiredCapacity <= maxSize"),
         ({"fleet": {"serviceEnv": {"PATH": "/tmp"}}}, "only RESNET18_* settings"),
         ({"fleet": {"readyTimeoutS": 60}}, "fleet.readyTimeoutS"),
+        # the launch hook's timeout (readyTimeoutS + 120 s) must stay within AWS's 7200 s
+        ({"fleet": {"readyTimeoutS": 7081}}, "fleet.readyTimeoutS"),
         ({"scaling": {"thresholds": {"scaleInBelow": 75}}}, "scaleInBelow"),
         ({"scaling": {"thresholds": {"cpuPercent": 150}}}, "scaling.thresholds.cpuPercent"),
         ({"scaling": {"thresholds": {"queueLength": 0}}}, "scaling.thresholds.queueLength"),
@@ -173,3 +175,8 @@ def test_a_stack_file_is_read_the_way_pulumi_up_reads_it(tmp_path: Path) -> None
     assert (config.stack, config.region, config.asg_name) == ("prod", "us-west-2", "elastic-resnet-prod-gpu")
     assert config.fleet.instance_type == "g5.xlarge" and config.fleet.warm_pool_min_size == 2
     assert config.tags == {"CostCenter": "1234"}
+
+
+def test_the_longest_ready_timeout_keeps_the_launch_hook_within_aws_bound() -> None:
+    fleet = parse({"region": "us-east-1", "fleet": {"readyTimeoutS": 7080}}).fleet
+    assert fleet.hook_timeout_s == 7200  # PutLifecycleHook's HeartbeatTimeout: 30-7200 s

@@ -210,3 +210,16 @@ def test_the_container_runs_hardened_as_the_local_image_check_runs_it(script: st
     for flag in hardened_run_flags("docker"):
         assert f"  {shlex.quote(flag)} \\\n" in run, flag
     assert "--stop-timeout 70" in " ".join(hardened_run_flags("docker"))
+
+
+def test_every_network_call_is_bounded_in_time(script: str) -> None:
+    """A hung IMDS or service call must not stall a unit past its deadline (issue 21, finding 6)."""
+    calls = [line for line in script.splitlines() if re.search(r"\bcurl\b", line) and not line.lstrip().startswith("#")]
+    assert calls and all("--max-time" in line for line in calls), [c for c in calls if "--max-time" not in c]
+
+
+def test_the_key_refresh_waits_for_the_network() -> None:
+    script = render(UserDataParams(**{**PARAMS.__dict__, "api_keys_parameter": "/elastic-resnet/dev/api-keys"}))
+    unit = script.split("Description=Fetch the elastic-resnet API keys from SSM Parameter Store", 1)[1]
+    unit = unit.split("UNIT", 1)[0]
+    assert "After=network-online.target" in unit and "Wants=network-online.target" in unit
