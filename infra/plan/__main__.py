@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = read_capacity(args.benchmark) if args.benchmark else None
     if measured is not None:
         print(f"Capacity per instance from {args.benchmark.name} ({measured.device}, {measured.gpu_name or 'no GPU'}, "
-              f"{measured.precision}, measured {measured.measured}):")  # fmt: skip
+              f"{measured.runtime} {measured.precision}, measured {measured.measured}):")  # fmt: skip
         for instance_type in dict.fromkeys([stack.fleet.instance_type, *TIERS]):
             capacity, binds = derived_capacity(instance_type, measured)
             print(f"  {instance_type:<14} {capacity:>8.0f} images/s  {binds}")

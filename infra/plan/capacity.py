@@ -78,6 +78,7 @@ class MeasuredCapacity:
     model_ceiling_images_per_s: float  # the raw batched forward pass, best batch size
     cpus: int
     measured: str
+    runtime: str = "torch"  # what ran the model (benchmarks before issue 18 ran torch only)
 
     def gpu_measured(self, gpu: str) -> bool:
         """Whether the ceiling was measured on this GPU model (``T4`` in "Tesla T4", not ``L4`` in "L40S")."""
@@ -102,6 +103,7 @@ def read_capacity(path: Path) -> MeasuredCapacity | None:
         model_ceiling_images_per_s=float(data["model_ceiling_images_per_s"]),
         cpus=int(data["cpus"]),
         measured=str(data["measured"]),
+        runtime=str(data.get("runtime", "torch")),
     )
 
 

@@ -303,7 +303,8 @@ def test_capacity_from_a_measured_benchmark_says_what_binds(tmp_path: Path, caps
     assert best is not None and {c.instance_type for c in candidates} == {"g4dn.xlarge", "g5.xlarge", "p4d.24xlarge"}
     assert plan_main(["--profile", "flat", "--benchmark", str(results), "--out", str(tmp_path / "plan")]) == 0
     printed = capsys.readouterr().out
-    assert "Capacity per instance from gpu_check.json (cuda, Tesla T4, float16, measured 2026-11-28):" in printed
+    # a benchmark from before issue 18 names no runtime: it ran torch
+    assert "Capacity per instance from gpu_check.json (cuda, Tesla T4, torch float16, measured 2026-11-28):" in printed
     assert re.search(r"g4dn\.xlarge +300 images/s  GPU binds", printed)
     assert re.search(r"g5\.xlarge +400 images/s  CPU binds \(4 vCPUs\); no GPU ceiling measured on A10G", printed)
 
