@@ -33,6 +33,8 @@ from .signals import (
     PERIOD_S,
     SCALE_IN_FLOOR_EXPRESSION,
     SIGNALS,
+    WAKE_DATAPOINTS,
+    WAKE_EVALUATION_PERIODS,
     WAKE_EXPRESSION,
     Metric,
     Signal,
@@ -279,8 +281,8 @@ class Scaling(pulumi.ComponentResource):
             alarm_description="Wake up: requests reached the load balancer while the group was sized zero",
             comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=1,
-            evaluation_periods=1,
-            datapoints_to_alarm=1,
+            evaluation_periods=WAKE_EVALUATION_PERIODS,
+            datapoints_to_alarm=WAKE_DATAPOINTS,
             metric_queries=arrival_queries(
                 WAKE_EXPRESSION, "desired", GROUP_DESIRED, args.asg_name, args.load_balancer
             ),

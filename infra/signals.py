@@ -122,6 +122,10 @@ GROUP_IN_SERVICE = Metric("AWS/AutoScaling", "GroupInServiceInstances", "Minimum
 _ARRIVED = "FILL({refused}, 0) + FILL({routed}, 0)"
 # Requests that met a group sized zero in the minute: >= 1 wakes it (WAKE_STEPS say how many instances).
 WAKE_EXPRESSION = f"IF({{desired}} < 1, {_ARRIVED}, 0)"
+# 1 datapoint out of the last 2, not 1 of 1: CloudWatch's metric-math documentation warns that an alarm on
+# FILL can stay stuck when the newest minute is published late (FILL makes it 0 at every evaluation) and
+# advises M out of N. Requests in either of the last two minutes wake the group, so it wakes no later.
+WAKE_EVALUATION_PERIODS, WAKE_DATAPOINTS = 2, 1
 # Requests in the minute while an instance serves (1 while none does, so a wake-up is never undone):
 # under 1 for scaleToZero.idleMinutes sends the group back to zero.
 IDLE_EXPRESSION = f"IF({{in_service}} >= 1, {_ARRIVED}, 1)"

@@ -36,7 +36,15 @@ from croniter import croniter
 from service.timeouts import MAX_LATENCY_MS_GPU
 
 from ..config import StackConfig
-from ..signals import PERIOD_S, SIGNALS, normalised, step_for, wake_steps
+from ..signals import (
+    PERIOD_S,
+    SIGNALS,
+    WAKE_DATAPOINTS,
+    WAKE_EVALUATION_PERIODS,
+    normalised,
+    step_for,
+    wake_steps,
+)
 from .capacity import InstanceModel
 from .cloudwatch import Alarm, State, aggregate
 from .traffic import Traffic
@@ -139,7 +147,7 @@ def alarms_for(stack: StackConfig) -> tuple[dict[str, Alarm], Alarm]:
 def zero_alarms_for(stack: StackConfig) -> tuple[Alarm, Alarm]:
     """minSize 0: the wake-up alarm (requests meeting a group sized zero) and the idle one."""
     idle = stack.scaling.scale_to_zero.idle_minutes
-    wake = Alarm("wake", 1, "GreaterThanOrEqualToThreshold", 1, 1, "notBreaching")
+    wake = Alarm("wake", 1, "GreaterThanOrEqualToThreshold", WAKE_EVALUATION_PERIODS, WAKE_DATAPOINTS, "notBreaching")
     return wake, Alarm("idle", 1, "LessThanThreshold", idle, idle, "notBreaching")
 
 

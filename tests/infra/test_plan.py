@@ -119,8 +119,10 @@ def test_scale_to_zero_wakes_on_the_load_balancers_requests() -> None:
     (a warm start from the pool), and the requests that met the empty fleet count as shed."""
     scale_to_zero = with_changes(DEFAULTS, "fleet", min_size=0, desired_capacity=0)
     result = simulate(surge(0, 50, at_s=600, total_s=3600), scale_to_zero, T4)
-    (wake,) = [t for t, what, _ in result.actions if what == "wake"]
-    assert 600 < wake <= 600 + PERIOD_S  # the first period with requests
+    # The alarm (1 of the last 2 minutes) stays in ALARM a second minute and invokes the policy again, with
+    # that minute's value: 0, the group is no longer sized zero, so no step adds an instance.
+    wakes = [t for t, what, _ in result.actions if what == "wake"]
+    assert 1 <= len(wakes) <= 2 and 600 < wakes[0] <= 600 + PERIOD_S  # the first period with requests
     (waited,) = result.wake_times_s
     assert waited <= PERIOD_S + T4.warm_start_s + 10  # detection, then a warm start
     assert result.empty_fleet_requests == pytest.approx(50 * waited)
@@ -137,7 +139,8 @@ def test_a_wake_up_starts_enough_instances_for_what_arrives() -> None:
     ]  # fmt: skip
     stack = with_changes(DEFAULTS, "fleet", min_size=0, desired_capacity=0)
     result = simulate(surge(0, 250, at_s=600, total_s=1800), stack, T4)  # 15,000 requests a minute
-    assert [desired for _, what, desired in result.actions if what == "wake"] == [3]
+    wakes = [desired for _, what, desired in result.actions if what == "wake"]
+    assert wakes[0] == 3 and set(wakes) == {3}  # a second invocation (the newest minute reads 0) adds none
 
 
 @pytest.mark.parametrize("warm_pool", [1, 0])

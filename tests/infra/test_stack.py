@@ -494,7 +494,8 @@ def aws_step(value: float, threshold: float, steps: list[dict[str, Any]]) -> int
 def test_min_zero_wakes_on_requests_meeting_an_empty_group(zero_stack: Mocks) -> None:
     alarm = alarms_by_name(zero_stack)["elastic-resnet-dev-wake"].inputs
     assert (alarm["comparisonOperator"], alarm["threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
-    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"], alarm["treatMissingData"]) == (1, 1, "notBreaching")
+    # 1 of the last 2 minutes, not 1 of 1 on FILL (issue 21, finding 5: a late newest minute reads 0)
+    assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"], alarm["treatMissingData"]) == (2, 1, "notBreaching")
     queries = {q["id"]: q for q in alarm["metricQueries"]}
     assert queries["value"]["expression"] == "IF(desired < 1, FILL(refused, 0) + FILL(routed, 0), 0)"
     assert queries["refused"]["metric"]["metricName"] == "HTTPCode_ELB_503_Count"
