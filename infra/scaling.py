@@ -52,6 +52,8 @@ class ScalingArgs:
     tags: dict[str, str]
     load_balancer: pulumi.Input[str]  # the ALB's arn suffix: its metrics' LoadBalancer dimension
     scales_to_zero: bool  # minSize 0: declare the wake-up path (StackConfig.scales_to_zero)
+    # launchInstances false: nothing may launch an instance, neither a schedule nor a forecast
+    launches_instances: bool
 
 
 def signal_queries(
@@ -208,7 +210,7 @@ class Scaling(pulumi.ComponentResource):
         if args.scales_to_zero:
             alarms += self._scale_to_zero(name, args, child)
 
-        for action in args.config.scheduled_actions:
+        for action in args.config.scheduled_actions if args.launches_instances else []:
             aws.autoscaling.Schedule(
                 f"{name}-schedule-{action.name}",
                 scheduled_action_name=action.name,
@@ -220,7 +222,7 @@ class Scaling(pulumi.ComponentResource):
                 desired_capacity=action.desired_capacity if action.desired_capacity is not None else -1,
                 opts=child,
             )
-        if args.config.predictive_scaling != "off":
+        if args.config.predictive_scaling != "off" and args.launches_instances:
             aws.autoscaling.Policy(
                 f"{name}-predictive",
                 autoscaling_group_name=args.asg_name,

@@ -92,6 +92,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             tags=tags,
             load_balancer=endpoint.arn_suffix,
             scales_to_zero=config.scales_to_zero,
+            launches_instances=config.launch_instances,
         ),
     )
     dashboard = Dashboard(

@@ -397,6 +397,24 @@ def test_prewarming_schedules_and_predictive_scaling() -> None:
     assert predictive["predictiveScalingConfiguration"]["mode"] == "ForecastOnly"
 
 
+def test_launch_instances_false_holds_schedules_and_forecasts_back() -> None:
+    """Issue 21: `launchInstances: false` (a first deploy, before the image is pushed) launches nothing: the
+    example stack's weekday-morning schedule and a forecast would otherwise launch instances with no image."""
+    scaling = {
+        "predictiveScaling": "forecast-and-scale",
+        "scheduledActions": [{"name": "morning", "cron": "45 7 * * MON-FRI", "minSize": 2}],
+    }
+    config = {**REGION_ONLY, "elastic-resnet:scaling": json.dumps(scaling)}
+    held_back, _ = run_cli_config({**config, "elastic-resnet:launchInstances": "false"})
+    assert not held_back.of_type("autoscaling/schedule:Schedule")
+    assert "scaling-predictive" not in policies(held_back)
+    launched, _ = run_cli_config(config)  # the same stack once the image is there
+    assert launched.one("autoscaling/schedule:Schedule").inputs["minSize"] == 2
+    assert (
+        policies(launched)["scaling-predictive"].inputs["predictiveScalingConfiguration"]["mode"] == "ForecastAndScale"
+    )
+
+
 def test_alarm_notifications_can_be_delivered(mocks: Mocks) -> None:
     """4. CloudWatch cannot publish to a topic encrypted with alias/aws/sns: a customer-managed key whose
     policy lets CloudWatch use it."""
