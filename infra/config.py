@@ -35,6 +35,7 @@ SERVICE_PORT = 3000  # bentoml serve's port in the container
 READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up on the GPU
 MAX_HOOK_TIMEOUT_S = 7200  # AWS's bound on a lifecycle hook's HeartbeatTimeout (PutLifecycleHook: 30-7200 s)
 LAUNCH_HOOK_MARGIN_S = 120  # the launch hook starts before the instance boots; its deadline counts from boot
+SECURITY_GROUP_INBOUND_RULES = 60  # AWS's default quota of inbound rules per security group (adjustable)
 DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 RESERVED_KEYS = ("project", "stack", "region")  # from Pulumi itself and aws:region, never from our namespace
 
@@ -313,6 +314,18 @@ class StackConfig(_Section):
     def _budget_has_a_recipient(self) -> StackConfig:
         if self.access.monthly_budget_usd is not None and self.budget_emails == []:
             raise ValueError("access.monthlyBudgetUsd needs access.budgetEmail or alarmEmail to send its alerts to")
+        return self
+
+    @model_validator(mode="after")
+    def _inbound_rules_fit(self) -> StackConfig:
+        """The ALB's security group takes one inbound rule per listener port per allowed network."""
+        ports = 2 if self.load_balancer.certificate_arn else 1  # HTTPS adds 443 beside 80 (the redirect)
+        if len(self.access.allowed_cidrs) * ports > SECURITY_GROUP_INBOUND_RULES:
+            raise ValueError(
+                f"access.allowedCidrs: {len(self.access.allowed_cidrs)} networks x {ports} listener ports is more "
+                f"than the {SECURITY_GROUP_INBOUND_RULES} inbound rules AWS allows a security group by default: "
+                f"at most {SECURITY_GROUP_INBOUND_RULES // ports} networks (merge them into wider CIDRs)"
+            )
         return self
 
     @property

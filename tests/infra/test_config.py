@@ -129,6 +129,14 @@ def test_reserved_keys_are_refused() -> None:
         ({"fleet": {"readyTimeoutS": 60}}, "fleet.readyTimeoutS"),
         # the launch hook's timeout (readyTimeoutS + 120 s) must stay within AWS's 7200 s
         ({"fleet": {"readyTimeoutS": 7081}}, "fleet.readyTimeoutS"),
+        # one inbound rule per port per network: with HTTPS (80 and 443), 31 networks need 62 of AWS's 60
+        (
+            {
+                "loadBalancer": {"certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x"},
+                "access": {"allowedCidrs": [f"10.0.{i}.0/24" for i in range(31)]},
+            },
+            "at most 30 networks",
+        ),
         ({"scaling": {"thresholds": {"scaleInBelow": 75}}}, "scaleInBelow"),
         ({"scaling": {"thresholds": {"cpuPercent": 150}}}, "scaling.thresholds.cpuPercent"),
         ({"scaling": {"thresholds": {"queueLength": 0}}}, "scaling.thresholds.queueLength"),
@@ -180,3 +188,11 @@ def test_a_stack_file_is_read_the_way_pulumi_up_reads_it(tmp_path: Path) -> None
 def test_the_longest_ready_timeout_keeps_the_launch_hook_within_aws_bound() -> None:
     fleet = parse({"region": "us-east-1", "fleet": {"readyTimeoutS": 7080}}).fleet
     assert fleet.hook_timeout_s == 7200  # PutLifecycleHook's HeartbeatTimeout: 30-7200 s
+
+
+def test_fifty_networks_fit_without_https_and_thirty_with_it() -> None:
+    cidrs = [f"10.0.{i}.0/24" for i in range(50)]
+    assert len(parse({"region": "us-east-1", "access": {"allowedCidrs": cidrs}}).access.allowed_cidrs) == 50
+    https = {"certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x"}
+    config = parse({"region": "us-east-1", "loadBalancer": https, "access": {"allowedCidrs": cidrs[:30]}})
+    assert len(config.access.allowed_cidrs) == 30
