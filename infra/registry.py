@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 KEEP_IMAGES = 20  # enough release history to roll back; older images expire
+# An ECR image: ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/REPOSITORY[:TAG | @sha256:DIGEST]. The user data's
+# login test (infra/templates/user-data.sh.j2) matches the same host shape.
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?P<china>\.cn)?"
+    r"/(?P<repository>[a-z0-9][a-z0-9._/-]*?)(?::[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?$"
+)
+
+
+def ecr_repository_arn(image_uri: str) -> str | None:
+    """The ARN of the ECR repository an image URI names; None for an image outside ECR."""
+    match = ECR_IMAGE.match(image_uri)
+    if match is None:
+        return None
+    partition = "aws-cn" if match["china"] else "aws"
+    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
 
 
 @dataclass(frozen=True)

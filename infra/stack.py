@@ -11,7 +11,7 @@ from .fleet import FleetArgs, GpuFleet
 from .load_balancer import LoadBalancer, LoadBalancerArgs
 from .network import Network, NetworkArgs
 from .observability import Dashboard, DashboardArgs, Notifications, ObservabilityArgs
-from .registry import ImageRegistry, RegistryArgs
+from .registry import ImageRegistry, RegistryArgs, ecr_repository_arn
 from .scaling import Scaling, ScalingArgs
 
 
@@ -29,6 +29,12 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
 
     registry = ImageRegistry("registry", RegistryArgs(config.name, tags))
     image_uri = config.fleet.image_uri or registry.repository_url.apply(lambda url: f"{url}:{config.image_tag}")
+    # The instances may pull from the repository the image is in: this stack's, or the ECR repository
+    # fleet.imageUri names (another account's must also allow it in its repository policy). An image
+    # outside ECR is pulled anonymously: a public one.
+    pull_repository_arn = (
+        ecr_repository_arn(config.fleet.image_uri) if config.fleet.image_uri else None
+    ) or registry.repository_arn
 
     access = config.access
     if access.public:
@@ -70,7 +76,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             subnet_ids=private_subnets,
             load_balancer_security_group_id=endpoint.security_group_id,
             target_group_arn=endpoint.target_group_arn,
-            repository_arn=registry.repository_arn,
+            repository_arn=pull_repository_arn,
             image_uri=image_uri,
             service_port=SERVICE_PORT,
             readiness_path=READINESS_PATH,

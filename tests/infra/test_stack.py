@@ -415,6 +415,25 @@ def test_launch_instances_false_holds_schedules_and_forecasts_back() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("image", "pulls_from"),
+    [
+        (
+            "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shared/resnet:v7",
+            "arn:aws:ecr:eu-west-1:210987654321:repository/shared/resnet",
+        ),
+        ("ghcr.io/example/elastic-resnet:v1", ":repository/registry-repo"),  # public: pulled without ECR
+    ],
+)
+def test_an_image_uri_elsewhere_is_pullable(image: str, pulls_from: str) -> None:
+    """Issue 21, finding 1: the role may pull from the ECR repository fleet.imageUri names (it could pull only
+    from this stack's), and the user data logs in to ECR only for an ECR image, in its region."""
+    mocks, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:fleet": json.dumps({"imageUri": image})})
+    (policy,) = mocks.of_type("iam/rolePolicy:RolePolicy")
+    pull = next(s for s in json.loads(policy.inputs["policy"])["Statement"] if s["Sid"] == "EcrPull")
+    assert pull["Resource"].endswith(pulls_from)
+
+
 def test_alarm_notifications_can_be_delivered(mocks: Mocks) -> None:
     """4. CloudWatch cannot publish to a topic encrypted with alias/aws/sns: a customer-managed key whose
     policy lets CloudWatch use it."""

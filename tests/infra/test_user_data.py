@@ -48,7 +48,7 @@ def test_shellcheck_passes(script: str, tmp_path_factory: pytest.TempPathFactory
 def test_script_does_each_boot_step(script: str) -> None:
     assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
     assert 'apt-mark "${APT_LOCK[@]}" hold' in script and "Unattended-Upgrade::Package-Blacklist" in script
-    assert 'aws ecr get-login-password --region "$REGION"' in script
+    assert 'aws ecr get-login-password --region "${BASH_REMATCH[1]}"' in script
     assert f'IMAGE="{PARAMS.image_uri}"' in script
     assert "--gpus all" in script and "--restart unless-stopped" in script
     assert 'amazon-cloudwatch-agent-ctl" -a fetch-config' in script
@@ -244,3 +244,28 @@ def test_the_key_refresh_waits_for_the_network() -> None:
     unit = script.split("Description=Fetch the elastic-resnet API keys from SSM Parameter Store", 1)[1]
     unit = unit.split("UNIT", 1)[0]
     assert "After=network-online.target" in unit and "Wants=network-online.target" in unit
+
+
+@pytest.mark.parametrize(
+    ("image", "calls"),
+    [
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:v2", ["aws ecr get-login-password --region eu-west-1"]),
+        ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app:v1", ["aws ecr get-login-password --region cn-north-1"]),
+        ("ghcr.io/example/elastic-resnet:v1", []),  # not ECR: a public image, no login (issue 21, finding 1)
+    ],
+)
+def test_the_registry_login_is_ecrs_own_in_its_own_region(tmp_path: Path, image: str, calls: list[str]) -> None:
+    script = render(UserDataParams(**{**PARAMS.__dict__, "image_uri": image}))
+    login = re.search(r'\nREGISTRY="\$\{IMAGE%%/\*\}"\n', script)
+    block = re.search(r'\nif \[\[ "\$REGISTRY" =~ .*?\nfi\n', script, re.S)
+    assert login and block
+    bin_dir = install_fakes(tmp_path)
+    log = tmp_path / "calls.log"
+    log.touch()
+    path = tmp_path / "login"
+    path.write_text(f'set -euo pipefail\nIMAGE="{image}"{login.group(0)}{block.group(0)}')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log)}
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    made = [line for line in log.read_text().splitlines() if line.startswith("aws")]
+    assert made == calls
