@@ -176,6 +176,7 @@ class GpuFleet(pulumi.ComponentResource):
                     service_port=args.service_port,
                     readiness_path=args.readiness_path,
                     ready_timeout_s=args.config.ready_timeout_s,
+                    terminate_hook_timeout_s=terminate_hook_timeout_s(args.deregistration_delay_s),
                     service_env=args.config.service_env,
                     api_keys_parameter=args.access.api_keys_parameter,
                 )

@@ -47,6 +47,7 @@ class UserDataParams:
     service_port: int
     readiness_path: str
     ready_timeout_s: int  # counted from boot
+    terminate_hook_timeout_s: int  # how long the terminating hook waits (infra/fleet.py)
     service_env: dict[str, str] = field(default_factory=dict)
     api_keys_parameter: str | None = None  # SSM parameter name; None: the service runs without keys
 

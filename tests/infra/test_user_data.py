@@ -27,6 +27,7 @@ PARAMS = UserDataParams(
     service_port=3000,
     readiness_path="/readyz",
     ready_timeout_s=1200,
+    terminate_hook_timeout_s=120,
     service_env={"RESNET18_MAX_BATCH_SIZE": "64", "RESNET18_WEIGHTS": "/models/it's here.pth"},
 )
 
@@ -106,7 +107,14 @@ case "$url" in
   */readyz) exit "$FAKE_READYZ" ;;
 esac
 """,
-    "aws": '#!/bin/bash\necho "aws $*" >> "$FAKE_LOG"\n',
+    # the AWS CLI: logs its call; fails while $FAKE_AWS_FAILURES (a file holding a count) is above 0
+    "aws": """#!/bin/bash
+echo "aws $*" >> "$FAKE_LOG"
+if [[ -n "${FAKE_AWS_FAILURES:-}" ]] && (($(cat "$FAKE_AWS_FAILURES") > 0)); then
+  echo $(($(cat "$FAKE_AWS_FAILURES") - 1)) > "$FAKE_AWS_FAILURES"
+  exit 254
+fi
+""",
     "systemctl": '#!/bin/bash\necho "systemctl $*" >> "$FAKE_LOG"\n',
     "sleep": "#!/bin/bash\n",
     "docker": '#!/bin/bash\necho "docker $*" >> "$FAKE_LOG"\n',
@@ -269,3 +277,27 @@ def test_the_registry_login_is_ecrs_own_in_its_own_region(tmp_path: Path, image:
     assert done.returncode == 0, done.stdout + done.stderr
     made = [line for line in log.read_text().splitlines() if line.startswith("aws")]
     assert made == calls
+
+
+def test_the_terminating_hook_is_completed_once_aws_has_it(tmp_path: Path, script: str) -> None:
+    """AWS deregisters and drains the instance before it puts it in Terminating:Wait, while the target
+    state already reads Terminated: the first calls find no action, so the script retries until one does."""
+    bin_dir = install_fakes(tmp_path)
+    path = tmp_path / "drain"
+    path.write_text(drain_script(script))
+    log, failures, states = tmp_path / "calls.log", tmp_path / "failures", tmp_path / "states"
+    log.touch()
+    failures.write_text("3\n")  # the deregistration delay: three polls before the action exists
+    states.write_text("InService\nTerminated\n")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_STATES": str(states),
+        "FAKE_LOG": str(log),
+        "FAKE_AWS_FAILURES": str(failures),
+    }
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == STOP and len(calls) == 5 and all(COMPLETE in call for call in calls[1:])
+    assert "no pending termination action" not in done.stdout
