@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from service.model.quantize import IMAGE_SUFFIXES, MAX_PIXELS, Agreement, agreement
+from service.model.quantize import Agreement, QuantizationError, agreement, read_folder
 from service.model.runtime import Classifier, RuntimeChoice
-from service.preprocessing import ImageError, preprocess
 
 
 def classifiers(model: torch.nn.Module, device: str, precision: str) -> tuple[Classifier, Classifier]:
@@ -52,19 +50,6 @@ def stored_int8() -> tuple[Classifier, Classifier, str]:
     return fp32, OpenVINOClassifier(read_openvino(int8), "int8", cache_dir=None), f"{int8.tag} vs {source.tag}"
 
 
-def read_folder(folder: Path) -> tuple[np.ndarray, list[str]]:
-    crops, names = [], []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        try:
-            crops.append(preprocess(path.read_bytes(), MAX_PIXELS).numpy())
-            names.append(str(path.relative_to(folder)))
-        except ImageError as exc:
-            print(f"skipped {path}: {exc}")
-    if not crops:
-        raise SystemExit(f"no readable images under {folder}")
-    return np.stack(crops), names
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
@@ -75,7 +60,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
-    crops, names = read_folder(args.folder)
+    try:
+        photos = read_folder(args.folder)
+    except QuantizationError as exc:
+        raise SystemExit(str(exc)) from None
+    for skipped in photos.skipped:
+        print(f"skipped {skipped}")
+    crops, names = photos.crops, photos.names
     precision = args.precision or ("fp16" if args.device == "cuda" else "bf16")
     if precision == "int8":
         reference, candidate, description = stored_int8()

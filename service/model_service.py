@@ -32,11 +32,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
 SETTINGS = ModelSettings.from_env()
-ON_GPU = (
-    SETTINGS.runtime != "openvino"
-    and SETTINGS.precision != "int8"
-    and (SETTINGS.device == "cuda" or (SETTINGS.device == "auto" and torch.cuda.is_available()))
-)
+
+
+def _on_gpu() -> bool:
+    """Whether the model runs on a GPU, by the one rule (service.model.runtime.choose): it sizes the
+    worker count and the latency target before the model loads."""
+    try:
+        choice = choose(SETTINGS.runtime, SETTINGS.device, SETTINGS.precision, cuda_available=torch.cuda.is_available())
+    except SettingsConflict:
+        return False  # start-up fails in LoadedModel, with the message
+    except RuntimeError:
+        return True  # CUDA asked for and unusable: a GPU instance that stays up, never ready
+    return choice.device == "cuda"
+
+
+ON_GPU = _on_gpu()
 # The latency target: admission (service.admission) sheds what could not be answered within it, and
 # BentoML's batching sheds what still waits for its batch longer than it.
 MAX_LATENCY_MS = SETTINGS.max_latency_ms or (MAX_LATENCY_MS_GPU if ON_GPU else MAX_LATENCY_MS_CPU)

@@ -40,23 +40,23 @@ class QuantizationError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Photos:
-    """The preprocessed calibration folder, split into calibration and held-out crops."""
+class Folder:
+    """A folder of photos, preprocessed as the service does, sorted by name."""
 
-    calibration: np.ndarray  # uint8 (N, 3, 224, 224)
-    held_out: np.ndarray
-    held_out_names: list[str]
-    digest: str  # sha256 over the sorted names and contents of the photos used
+    crops: np.ndarray  # uint8 (N, 3, 224, 224)
+    names: list[str]
+    digest: str  # sha256 over the names and contents of the photos read
     skipped: list[str]  # unreadable files, with the reason
 
 
-def read_photos(folder: Path) -> Photos:
+def read_folder(folder: Path) -> Folder:
+    """Every readable photo under ``folder``; QuantizationError if there is none or the folder is missing."""
     if not folder.is_dir():
-        raise QuantizationError(f"calibration folder {folder} does not exist or is not a folder")
+        raise QuantizationError(f"photo folder {folder} does not exist or is not a folder")
     try:
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     except OSError as exc:
-        raise QuantizationError(f"calibration folder {folder} cannot be read: {exc}") from exc
+        raise QuantizationError(f"photo folder {folder} cannot be read: {exc}") from exc
     digest = hashlib.sha256()
     crops: list[np.ndarray] = []
     names: list[str] = []
@@ -71,15 +71,30 @@ def read_photos(folder: Path) -> Photos:
             continue
         names.append(name)
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    if len(crops) < MIN_IMAGES:
+    if not crops:
+        raise QuantizationError(f"no readable photo in {folder} ({len(skipped)} unreadable)")
+    return Folder(np.stack(crops), names, digest.hexdigest(), skipped)
+
+
+@dataclass(frozen=True)
+class Photos:
+    """The calibration folder, split into calibration and held-out crops."""
+
+    calibration: np.ndarray  # uint8 (N, 3, 224, 224)
+    held_out: np.ndarray
+    digest: str
+    skipped: list[str]
+
+
+def read_photos(folder: Path) -> Photos:
+    read = read_folder(folder)
+    if len(read.crops) < MIN_IMAGES:
         raise QuantizationError(
-            f"{len(crops)} readable photos in {folder} ({len(skipped)} unreadable); INT8 calibration needs at "
-            f"least {MIN_IMAGES} (300 or more is better): photos like the ones the service will classify"
+            f"{len(read.crops)} readable photos in {folder} ({len(read.skipped)} unreadable); INT8 calibration "
+            f"needs at least {MIN_IMAGES} (300 or more is better): photos like the ones the service will classify"
         )
-    held = [i for i in range(len(crops)) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
-    calibrate = [i for i in range(len(crops)) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
-    stacked = np.stack(crops)
-    return Photos(stacked[calibrate], stacked[held], [names[i] for i in held], digest.hexdigest(), skipped)
+    held = np.arange(len(read.crops)) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+    return Photos(read.crops[~held], read.crops[held], read.digest, read.skipped)
 
 
 def quantize_int8(served: ov.Model, calibration: np.ndarray) -> ov.Model:
@@ -118,7 +133,7 @@ class Agreement:
 
     def __str__(self) -> str:
         return (
-            f"top-1 agreement {100 * self.rate:.1f}% ({self.same_top1}/{self.images} held-out photos), "
+            f"top-1 agreement {100 * self.rate:.1f}% ({self.same_top1}/{self.images} photos), "
             f"mean |dp| {self.mean_score_difference:.4f}, max |dp| {self.max_score_difference:.4f} "
             "(the probability of fp32's best class)"
         )
