@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from service.timeouts import KEEPALIVE_S
 
-from .instance_types import GPU_INSTANCE_TYPES, UNSUPPORTED_FAMILIES
+from .instance_types import DEFAULT_INSTANCE_TYPE, GPU, refusal
 from .signals import PERIOD_S, REFERENCE_THRESHOLD_KEY, SIGNALS
 
 CONFIG_NAMESPACE = "elastic-resnet"
@@ -36,7 +36,7 @@ READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up on
 MAX_HOOK_TIMEOUT_S = 7200  # AWS's bound on a lifecycle hook's HeartbeatTimeout (PutLifecycleHook: 30-7200 s)
 LAUNCH_HOOK_MARGIN_S = 120  # the launch hook starts before the instance boots; its deadline counts from boot
 SECURITY_GROUP_INBOUND_RULES = 60  # AWS's default quota of inbound rules per security group (adjustable)
-DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+DEFAULT_AMI_PARAMETER = GPU.ami_parameter
 RESERVED_KEYS = ("project", "stack", "region")  # from Pulumi itself and aws:region, never from our namespace
 
 
@@ -168,7 +168,7 @@ class LoadBalancerConfig(_Section):
 
 
 class FleetConfig(_Section):
-    instance_type: str = "g4dn.xlarge"
+    instance_type: str = DEFAULT_INSTANCE_TYPE
     min_size: int = Field(1, ge=0)
     max_size: int = Field(10, ge=1)
     desired_capacity: int = Field(1, ge=0, description="initial size only: later, scaling owns it")
@@ -195,13 +195,10 @@ class FleetConfig(_Section):
 
     @field_validator("instance_type")
     @classmethod
-    def _gpu_instance(cls, value: str) -> str:
-        family = value.split(".")[0]
-        if family in UNSUPPORTED_FAMILIES:
-            raise ValueError(f"{value}: {UNSUPPORTED_FAMILIES[family]}")
-        if value not in GPU_INSTANCE_TYPES:
-            known = ", ".join(GPU_INSTANCE_TYPES)
-            raise ValueError(f"{value} is not a supported GPU instance type (supported: {known})")
+    def _supported_instance(cls, value: str) -> str:
+        reason = refusal(value)
+        if reason is not None:
+            raise ValueError(reason)
         return value
 
     @field_validator("service_env")

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..instance_types import GPU_INSTANCE_TYPES
+from ..instance_types import INSTANCE_TYPES
 
 EBS_USD_PER_GB_MONTH = 0.08  # gp3, us-east-1, 2025 list price
 HOURS_PER_MONTH = 730.0
@@ -55,12 +55,12 @@ class InstanceModel:
 
 
 def instance_model(instance_type: str, root_volume_gb: int = 100, capacity_rps: float | None = None) -> InstanceModel:
-    if instance_type not in GPU_INSTANCE_TYPES:
+    if instance_type not in INSTANCE_TYPES:
         raise ValueError(f"unknown instance type {instance_type}")
     return InstanceModel(
         instance_type=instance_type,
         capacity_rps=capacity_rps if capacity_rps is not None else ASSUMED_CAPACITY[instance_type],
-        usd_per_hour=GPU_INSTANCE_TYPES[instance_type].usd_per_hour,
+        usd_per_hour=INSTANCE_TYPES[instance_type].usd_per_hour,
         root_volume_gb=root_volume_gb,
         source="given" if capacity_rps is not None else "assumed",
     )
@@ -111,7 +111,7 @@ def derived_capacity(instance_type: str, measured: MeasuredCapacity) -> tuple[fl
     """(images/s, what binds) for an instance type: the CPU bound (its vCPUs over the measured CPU time
     per image outside the forward pass), capped by the GPU's measured ceiling when the benchmark ran on
     that GPU model (times its GPUs); a type whose GPU was not measured is bounded by its CPU only."""
-    spec = GPU_INSTANCE_TYPES[instance_type]
+    spec = INSTANCE_TYPES[instance_type]
     cpu_bound = spec.vcpus * 1000.0 / measured.cpu_ms_per_image_outside_model
     if not measured.gpu_measured(spec.gpu):
         return cpu_bound, f"CPU binds ({spec.vcpus} vCPUs); no GPU ceiling measured on {spec.gpu}"

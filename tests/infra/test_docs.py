@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from infra.config import parse
-from infra.instance_types import GPU_INSTANCE_TYPES
+from infra.instance_types import INSTANCE_TYPES
 from infra.plan.capacity import ASSUMED_CAPACITY
 from infra.plan.recommend import TIERS
 
@@ -18,7 +18,7 @@ def test_the_instance_table_is_the_planners() -> None:
     assert [name for name, _, _ in rows] == list(TIERS)
     for name, capacity, price in rows:
         assert float(capacity) == ASSUMED_CAPACITY[name]
-        assert float(price) == GPU_INSTANCE_TYPES[name].usd_per_hour
+        assert float(price) == INSTANCE_TYPES[name].usd_per_hour
 
 
 def test_the_timing_the_page_promises() -> None:
