@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench import raw_model
@@ -46,7 +47,7 @@ def in_process_pipeline(images: list[bytes], model: torch.nn.Module, device: str
     with ThreadPoolExecutor() as pool:
         while time.perf_counter() - started < seconds:
             crops = list(pool.map(lambda data: preprocess(data, 50_000_000), images[:64]))
-            classifier.forward(torch.stack(crops))
+            classifier.forward(torch.from_numpy(np.stack(crops)))
             done += len(crops)
     return done / (time.perf_counter() - started)
 
@@ -75,7 +76,7 @@ def main() -> None:
             print(f"raw {precision:>4} batch {batch_size:>3}: {raw.images_per_s:8.1f} images/s", flush=True)
 
     images = [jpeg(500, 375, seed=seed) for seed in range(128)]
-    crops = torch.stack([preprocess(data, 50_000_000) for data in images])
+    crops = torch.from_numpy(np.stack([preprocess(data, 50_000_000) for data in images]))
     if args.device == "cuda":
         agreement = top1_agreement(*classifiers(model, args.device, "fp16"), crops.numpy())
         results["agreement_fp16_vs_fp32"] = {
@@ -118,7 +119,9 @@ def main() -> None:
             at_32 = next(level for level in results["service"] if level["concurrency"] == 32)
             ceiling = max(r.images_per_s for r in measured if r.precision == precision)
             gpu_name = torch.cuda.get_device_name(0) if args.device == "cuda" else None
-            results["capacity"] = capacity(args.device, gpu_name, "torch", precision, at_32, ceiling)
+            idle = next((level for level in results["service"] if level["concurrency"] == 1), None)
+            results["capacity"] = capacity(args.device, gpu_name, "torch", precision, at_32, ceiling, idle)
+            results["capacities"] = [results["capacity"]]
     else:
         rate = in_process_pipeline(images, model, args.device, args.seconds * 3)
         results["in_process_pipeline_images_per_s"] = rate

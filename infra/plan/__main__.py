@@ -3,6 +3,7 @@
     python -m infra.plan --profile diurnal-week --out plan/
     python -m infra.plan --traffic my-traffic.csv --variant no-warm-pool --variant thresholds:60/20 --out plan/
     python -m infra.plan --profile diurnal-week --recommend --out plan/
+    python -m infra.plan --profile office-hours --recommend --benchmark bench/measured/cpu-c7a-class.json --out plan/
 
 The configuration is the stack's own (Pulumi.<stack>.yaml read by infra.config's loader, exactly as
 `pulumi up` reads it) and the scaling signals are infra/signals.py, so the plan and the deployed stack
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from ..config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_cli_values, load_stack_file
 from . import report
-from .capacity import InstanceModel, derived_capacity, instance_for, read_capacity
-from .recommend import DEFAULT_TARGET, TIERS, recommend
+from .capacity import InstanceModel, instance_for, instance_model, read_capacities
+from .recommend import DEFAULT_TARGET, TIERS, best_per_tier, recommend, tier_stack
 from .simulator import Result, ServiceLevel, simulate
 from .traffic import PROFILES, from_csv
 from .variants import apply
@@ -48,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--benchmark",
         type=Path,
-        help="bench/results/results.json or gpu_check.json: each type's capacity from the measured CPU time per "
-        "image and, on the GPU it ran on, the model's ceiling",
+        action="append",
+        default=[],
+        help="bench/results/capacity.json (make bench), gpu_check.json (a GPU) or bench/measured/*.json, repeatable: "
+        "each type's capacity from the measurements that apply to it (docs/planner.md)",
     )
     parser.add_argument("--capacity", type=float, help="images/s per instance within the latency target")
     parser.add_argument("--latency-target-ms", type=float, default=500.0)
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.fleet.instance_type,
             args.capacity,
             args.benchmark,
+            config.fleet.service_env,
         )
 
     variants: dict[str, Result] = {}
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     recommendation = None
     if args.recommend:
         best, candidates = recommend(traffic, stack, args.target, level, args.benchmark, args.capacity)
+        tiers = report.tier_rows(best_per_tier(candidates, args.target), traffic.duration_s)
         recommendation = {
             "target_within_slo": args.target,
             "best": best.as_dict() if best else None,
@@ -103,13 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{default_instance.source}), min {stack.fleet.min_size}, max {stack.fleet.max_size}, "
         f"warm pool {stack.fleet.warm_pool_min_size}. Latency target {args.latency_target_ms:.0f} ms."
     )
-    measured = read_capacity(args.benchmark) if args.benchmark else None
-    if measured is not None:
-        print(f"Capacity per instance from {args.benchmark.name} ({measured.device}, {measured.gpu_name or 'no GPU'}, "
-              f"{measured.runtime} {measured.precision}, measured {measured.measured}):")  # fmt: skip
-        for instance_type in dict.fromkeys([stack.fleet.instance_type, *TIERS]):
-            capacity, binds = derived_capacity(instance_type, measured)
-            print(f"  {instance_type:<14} {capacity:>8.0f} images/s  {binds}")
+    measurements = [m for path in args.benchmark for m in read_capacities(path)]
+    if measurements:
+        names = ", ".join(path.name for path in args.benchmark)
+        print(f"Capacity per instance from {names}:")
+        for tier in [None, *TIERS]:
+            config = stack if tier is None else tier_stack(stack, tier)
+            model = instance_model(
+                config.fleet.instance_type, measurements=measurements, service_env=config.fleet.service_env
+            )
+            label = f"{model.instance_type} ({model.runtime} {model.precision})"
+            print(f"  {label:<30} {model.capacity_rps:>8.0f} images/s  {model.source}")
     print(report.table(header, variants))
     if recommendation is not None:
         best = recommendation["best"]
@@ -117,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nNothing meets {args.target:.1%} within the latency target; add capacity or relax --target.")
         else:
             print(
-                f"\nRecommended for >= {args.target:.1%} within the latency target: {best['instance_type']}, "
-                f"minSize {best['min_size']}, warmPoolMinSize {best['warm_pool']}, maxSize at least "
-                f"{best['max_size']} ({best['cost_usd']} USD for the period)"
+                f"\nRecommended for >= {args.target:.1%} within the latency target: {best['instance_type']} "
+                f"({best['runtime']} {best['precision']}), minSize {best['min_size']}, warmPoolMinSize "
+                f"{best['warm_pool']}, maxSize at least {best['max_size']} ({best['cost_usd']} USD for the period)"
             )
+        print(f"\nEach tier's cheapest shape for >= {args.target:.1%} within {args.latency_target_ms:.0f} ms "
+              f"(USD per month at this traffic):")  # fmt: skip
+        print(report.markdown(report.TIER_COLUMNS, tiers))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"traffic": traffic.name, "duration_s": traffic.duration_s, "peak_rps": traffic.peak,
             "instance_type": stack.fleet.instance_type, "latency_target_ms": args.latency_target_ms}  # fmt: skip

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .simulator import Result
+
+if TYPE_CHECKING:
+    from .recommend import Candidate
 
 ROWS = [
     ("requests offered", "offered", "{:,.0f}"),
@@ -94,3 +98,44 @@ def plot(title: str, variants: dict[str, Result], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+TIER_COLUMNS = (
+    "instance",
+    "images/s each",
+    "shape (min/warm/max)",
+    "within target",
+    "USD/month",
+    "USD per M images",
+    "first answer after idle",
+    "capacity from",
+)
+
+
+def tier_rows(rows: Sequence[tuple[Candidate, bool]], duration_s: float) -> list[list[str]]:
+    """One row per tier (recommend.best_per_tier): the cheapest shape meeting the target, or a shape that
+    does not (its share in bold)."""
+    table: list[list[str]] = []
+    for candidate, meets in rows:
+        summary, instance = candidate.result.summary(), candidate.instance
+        share = f"{summary['within_slo_fraction']:.2%}"
+        wake = f"{summary['longest_wake_s']} s (min 0)" if candidate.min_size == 0 else "at once (min >= 1)"
+        table.append(
+            [
+                f"{candidate.instance_type} ({instance.runtime} {instance.precision})",
+                f"{instance.capacity_rps:.0f}",
+                f"{candidate.min_size}/{candidate.warm_pool}/{candidate.max_size}",
+                share if meets else f"**{share}** (misses)",
+                f"{candidate.monthly_usd(duration_s):,.0f}",
+                f"{summary['cost_per_million_images_usd']:.2f}",
+                wake,
+                instance.basis,
+            ]
+        )
+    return table
+
+
+def markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -11,9 +11,10 @@ What is modelled, and how:
   wait longer than ``max_latency_s`` is shed (the service's admission); with no instance in service
   every request is refused. Below capacity, latency follows an M/M/1 queue per instance (its tail gives the
   share of requests over the latency target).
-- Metrics: per in-service instance, GPU utilisation tracks load, CPU follows it (the API process decodes
-  and serves HTTP), GPU memory stays flat, in-flight requests follow Little's law; stopped instances
-  report nothing. Per period they become datapoints (Average over the group), evaluated by
+- Metrics: per in-service instance, the signals its kind has (infra/instance_types.py). On a GPU type,
+  GPU utilisation tracks load, CPU follows it (the API process decodes and serves HTTP) and GPU memory
+  stays flat; on a CPU type CPU utilisation is the load. In-flight requests follow Little's law; stopped
+  instances report nothing. Per period they become datapoints (Average over the group), evaluated by
   :mod:`infra.plan.cloudwatch` exactly as the stack's alarms are configured.
 - Policies: the step scale-out policy (+``scale_out_percent``%, at least one) runs every period an
   out-alarm is in ALARM, but not again while the instances it launched are within their warm-up (a
@@ -33,9 +34,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from service.timeouts import MAX_LATENCY_MS_GPU
-
 from ..config import StackConfig
+from ..instance_types import kind_of
 from ..signals import (
     PERIOD_S,
     SIGNALS,
@@ -127,7 +127,6 @@ class Result:
 @dataclass(frozen=True)
 class ServiceLevel:
     latency_target_s: float = 0.5
-    max_latency_s: float = MAX_LATENCY_MS_GPU / 1000  # the service's GPU default RESNET18_MAX_LATENCY_MS
     static_utilisation: float = 0.7  # a static fleet "sized for the peak" runs at most this busy
 
 
@@ -138,6 +137,7 @@ def alarms_for(stack: StackConfig) -> tuple[dict[str, Alarm], Alarm]:
         signal.key: Alarm(signal.key, thresholds.of(signal.threshold_key), "GreaterThanThreshold",
                           timing.scale_out_evaluation_periods, timing.scale_out_datapoints, "notBreaching")
         for signal in SIGNALS
+        if signal.key in kind_of(stack.fleet.instance_type).signals  # only what exists on the instance
     }  # fmt: skip
     in_alarm = Alarm("all-low", thresholds.scale_in_below, "LessThanThreshold", timing.scale_in_evaluation_periods,
                      timing.scale_in_datapoints, "notBreaching")  # fmt: skip
@@ -164,6 +164,7 @@ def simulate(
     max_size = stack.fleet.max_size
 
     out_alarms, in_alarm = alarms_for(stack)
+    model_on_cpu = kind_of(stack.fleet.instance_type).load_signal == "cpu"
     schedules = [(a.cron, ZoneInfo(a.time_zone), a) for a in stack.scaling.scheduled_actions]
     last_scale_in = last_to_zero = -math.inf
     # minSize 0: the load balancer's arrivals wake the group, an idle fleet goes back to zero (signals.py).
@@ -226,7 +227,7 @@ def simulate(
             total = backlog + arrivals
             served = min(total, fleet_capacity * dt)
             backlog = total - served
-            shed = max(0.0, backlog - fleet_capacity * level.max_latency_s)
+            shed = max(0.0, backlog - fleet_capacity * instance.max_latency_s)
             backlog -= shed
             result.shed += shed
             per_instance = rps / in_service
@@ -242,11 +243,15 @@ def simulate(
             result.served_over_slo += over
             result.served_within_slo += served - over
             utilisation = min(1.0, served / dt / fleet_capacity + (1.0 if backlog > 0 else 0.0))
-            in_flight = per_instance * (instance.base_latency_s + min(p99, level.max_latency_s)) / 2
-            samples["gpu-utilization"].append(95.0 * utilisation)
-            samples["cpu"].append(5.0 + 75.0 * utilisation)
-            samples["gpu-memory"].append(GPU_MEMORY_PERCENT)
-            samples["queue"].append(in_flight + backlog / in_service)
+            in_flight = per_instance * (instance.base_latency_s + min(p99, instance.max_latency_s)) / 2
+            load = {
+                "gpu-utilization": 95.0 * utilisation,
+                "cpu": 5.0 + (90.0 if model_on_cpu else 75.0) * utilisation,
+                "gpu-memory": GPU_MEMORY_PERCENT,
+                "queue": in_flight + backlog / in_service,
+            }
+            for name in samples:
+                samples[name].append(load[name])
         period_peak_p99 = max(period_peak_p99, p99)
 
         # Cost of this step.

@@ -5,7 +5,8 @@
 - ``warm:N``: a warm pool of exactly N stopped instances;
 - ``min:N``: N instances in service at least (``min:0``: scale to zero, woken by the load balancer's
   requests, as the stack does with ``fleet.minSize: 0``);
-- ``type:INSTANCE``: another instance type (its own capacity and price);
+- ``type:INSTANCE``: another instance type (its own kind, capacity and price);
+- ``precision:P``: the service's RESNET18_PRECISION (``int8`` on a CPU type: the INT8 model, README);
 - ``thresholds:OUT/IN``: scale out at OUT% CPU and GPU utilisation, in when all are under IN;
 - ``scheduled-prewarm``: on weekdays at least 4 instances from 06:45 to 20:00 UTC.
 """
@@ -36,6 +37,8 @@ def apply(stack: StackConfig, variant: str) -> StackConfig:
         )
     if name == "type":
         return with_changes(stack, "fleet", instance_type=argument)
+    if name == "precision":
+        return with_changes(stack, "fleet", service_env={**fleet.service_env, "RESNET18_PRECISION": argument})
     if name == "thresholds":
         high, low = (float(part) for part in argument.split("/"))
         thresholds = stack.scaling.thresholds.model_dump()

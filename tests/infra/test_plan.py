@@ -13,12 +13,23 @@ from typing import Any
 
 import pytest
 
+from bench.capacity import capacity as bench_capacity
+from bench.capacity import cpu_description
 from infra.config import parse, with_changes
 from infra.plan.__main__ import load_stack
 from infra.plan.__main__ import main as plan_main
-from infra.plan.capacity import instance_for, instance_model
+from infra.plan.capacity import (
+    ASSUMED,
+    ASSUMED_GPU_CAPACITY,
+    MEASURED,
+    SMT_YIELD,
+    TRANSFERRED,
+    instance_for,
+    instance_model,
+    read_capacities,
+)
 from infra.plan.cloudwatch import Alarm, State, aggregate
-from infra.plan.recommend import recommend
+from infra.plan.recommend import TIERS, Tier, recommend
 from infra.plan.simulator import START, Result, alarms_for, simulate, zero_alarms_for
 from infra.plan.traffic import PROFILES, Traffic, diurnal_week, from_csv, office_hours
 from infra.plan.variants import apply
@@ -163,7 +174,7 @@ def test_min_zero_on_traffic_with_idle_nights_and_weekends(warm_pool: int) -> No
 
 def test_the_recommendation_considers_zero_only_with_idle_periods() -> None:
     best, candidates = recommend(office_hours(), DEFAULTS)
-    assert len(candidates) == 36 and best is not None and best.min_size == 0
+    assert len(candidates) == len(TIERS) * 3 * 4 and best is not None and best.min_size == 0
     assert diurnal_week().has_idle_period(30) is False
 
 
@@ -176,9 +187,10 @@ def test_seed_claim_on_the_documented_diurnal_week() -> None:
     assert result.static_peak_instances >= 5  # the claim is tested where it means something
 
 
-def test_stack_defaults_are_the_recommendation_for_the_default_traffic() -> None:
-    best, candidates = recommend(diurnal_week(), DEFAULTS)
-    assert best is not None and len(candidates) == 24  # no idle period: min 0 is not a candidate
+def test_stack_defaults_are_the_gpu_tiers_recommendation_for_the_default_traffic() -> None:
+    """Within the default (GPU) tier; across tiers the CPU ones compete (tests below)."""
+    best, candidates = recommend(diurnal_week(), DEFAULTS, tiers=[Tier(DEFAULTS.fleet.instance_type)])
+    assert best is not None and len(candidates) == 8  # no idle period: min 0 is not a candidate
     assert (best.instance_type, best.min_size, best.warm_pool) == (
         DEFAULTS.fleet.instance_type,
         DEFAULTS.fleet.min_size,
@@ -287,29 +299,32 @@ def test_capacity_from_a_measured_benchmark_says_what_binds(tmp_path: Path, caps
         "measured": "2026-11-28",
     }
     results.write_text(json.dumps({"capacity": capacity, "servers": []}))
-    t4 = instance_for("g4dn.xlarge", 100, "g4dn.xlarge", None, results)
+    t4 = instance_for("g4dn.xlarge", 100, "g4dn.xlarge", None, [results])
     assert t4.capacity_rps == 300.0 and t4.source.startswith("measured: GPU binds")  # 4 vCPUs allow 400
-    t4_8cpu = instance_for("g4dn.2xlarge", 100, "g4dn.xlarge", None, results)
+    t4_8cpu = instance_for("g4dn.2xlarge", 100, "g4dn.xlarge", None, [results])
     assert t4_8cpu.capacity_rps == 300.0  # 8 vCPUs allow 800: the T4 binds
-    a10g = instance_for("g5.xlarge", 100, "g4dn.xlarge", None, results)
-    assert a10g.capacity_rps == 400.0 and "no GPU ceiling measured on A10G" in a10g.source
-    a100 = instance_for("p4d.24xlarge", 100, "g4dn.xlarge", None, results)
-    assert a100.capacity_rps == 9600.0 and a100.source.startswith("measured: CPU binds (96 vCPUs)")
-    l4 = instance_for("g6e.xlarge", 100, "g4dn.xlarge", None, results)  # L40S is not an L4
-    assert "no GPU ceiling measured on L40S" in l4.source
+    a10g = instance_for("g5.xlarge", 100, "g4dn.xlarge", None, [results])
+    # A10G not measured: the labelled estimate, lower than the 400 its 4 vCPUs would allow
+    assert a10g.capacity_rps == ASSUMED_GPU_CAPACITY["g5.xlarge"] and a10g.basis == ASSUMED
+    assert a10g.source == "assumed: no GPU measured on A10G (its measured CPU side would allow 400/s)"
+    a100 = instance_for("p4d.24xlarge", 100, "g4dn.xlarge", None, [results])
+    assert a100.capacity_rps == ASSUMED_GPU_CAPACITY["p4d.24xlarge"]
+    l4 = instance_for("g6e.xlarge", 100, "g4dn.xlarge", None, [results])  # L40S is not an L4
+    assert "no GPU measured on L40S" in l4.source
     results.with_name("zero.json").write_text(
         json.dumps({"capacity": {**capacity, "cpu_ms_per_image_outside_model": 0}})
     )
     with pytest.raises(ValueError, match="must be positive"):
-        instance_for("g4dn.xlarge", 100, "g4dn.xlarge", None, results.with_name("zero.json"))
-    best, candidates = recommend(diurnal_week(), DEFAULTS, benchmark=results)
+        instance_for("g4dn.xlarge", 100, "g4dn.xlarge", None, [results.with_name("zero.json")])
+    gpus = [tier for tier in TIERS if tier.instance_type.startswith(("g", "p"))]
+    best, candidates = recommend(diurnal_week(), DEFAULTS, benchmarks=[results], tiers=gpus)
     assert best is not None and {c.instance_type for c in candidates} == {"g4dn.xlarge", "g5.xlarge", "p4d.24xlarge"}
     assert plan_main(["--profile", "flat", "--benchmark", str(results), "--out", str(tmp_path / "plan")]) == 0
     printed = capsys.readouterr().out
-    # a benchmark from before issue 18 names no runtime: it ran torch
-    assert "Capacity per instance from gpu_check.json (cuda, Tesla T4, torch float16, measured 2026-11-28):" in printed
-    assert re.search(r"g4dn\.xlarge +300 images/s  GPU binds", printed)
-    assert re.search(r"g5\.xlarge +400 images/s  CPU binds \(4 vCPUs\); no GPU ceiling measured on A10G", printed)
+    assert read_capacities(results)[0].runtime == "torch"  # a benchmark from before issue 18 names none: torch
+    assert "Capacity per instance from gpu_check.json:" in printed
+    assert re.search(r"g4dn\.xlarge \(torch fp16\) +300 images/s  measured: GPU binds", printed)
+    assert re.search(r"g5\.xlarge \(torch fp16\) +250 images/s  assumed: no GPU measured on A10G", printed)
 
 
 def test_the_plan_and_the_stack_wake_up_alike(tmp_path: Path) -> None:
@@ -325,3 +340,109 @@ def test_the_plan_and_the_stack_wake_up_alike(tmp_path: Path) -> None:
         alarm = deployed[f"elastic-resnet-zero-{name}"]
         assert_deployed_as_planned(alarm, planned)
     assert idle.evaluation_periods == 45
+
+
+# --- the CPU tier (issue 19) ---------------------------------------------------------------------------
+
+CPU_MS = {("torch", "fp32"): 20.3, ("openvino", "fp32"): 18.0, ("openvino", "bf16"): 11.6, ("openvino", "int8"): 7.1}
+
+
+def cpu_benchmark(path: Path, threads_per_core: int = 1) -> Path:
+    """capacity.json as `make bench` writes it (bench.capacity's own objects), one per served configuration,
+    measured on a 2-vCPU machine whose vCPUs are cores (a c7a) unless told otherwise."""
+    objects = [
+        {
+            **bench_capacity(
+                "cpu",
+                None,
+                runtime,
+                precision,
+                {"cpu_ms_per_image_outside_model": 4.0, "server_cpu_ms_per_image": ms},
+                300.0,
+                {"p50_ms": 10.0},
+            ),
+            "cpus": 2,
+            "threads_per_core": threads_per_core,
+        }
+        for (runtime, precision), ms in CPU_MS.items()
+    ]
+    path.write_text(json.dumps({"machine": "test", "capacity": objects[2], "capacities": objects}))
+    return path
+
+
+def test_the_bench_describes_the_cpu_it_measured_on() -> None:
+    cpuinfo = (
+        "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nsiblings\t: 2\ncpu cores\t: 2\n"
+        "flags\t\t: fpu avx512_vnni avx512_bf16\n"
+    )
+    assert cpu_description(cpuinfo) == {
+        "cpu_model": "AMD EPYC 9R14",
+        "threads_per_core": 1,
+        "cpu_features": ["avx512_bf16", "avx512_vnni"],
+    }
+    intel = cpuinfo.replace("cpu cores\t: 2", "cpu cores\t: 1").replace("avx512_bf16", "avx512_bf16 amx_tile")
+    assert cpu_description(intel)["threads_per_core"] == 2 and "amx" in cpu_description(intel)["cpu_features"]
+
+
+def test_a_cpu_types_capacity_is_its_vcpus_over_the_measured_cpu_time_of_what_it_runs(tmp_path: Path) -> None:
+    bench = [cpu_benchmark(tmp_path / "capacity.json")]
+    # c7a: vCPUs are cores, as measured; the stack's default settings run OpenVINO bf16 there (native bf16)
+    c7a = instance_for("c7a.large", 30, "g4dn.xlarge", None, bench)
+    assert (c7a.runtime, c7a.precision, c7a.basis) == ("openvino", "bf16", MEASURED)
+    assert c7a.capacity_rps == pytest.approx(2 * 1000 / 11.6) and c7a.base_latency_s == pytest.approx(0.010)
+    int8 = instance_for("c7a.xlarge", 30, "g4dn.xlarge", None, bench, {"RESNET18_PRECISION": "int8"})
+    assert int8.capacity_rps == pytest.approx(4 * 1000 / 7.1) and int8.precision == "int8"
+    # c7i: two hyperthreads per core, measured on cores: transferred by the assumed yield, and labelled so
+    c7i = instance_for("c7i.large", 30, "g4dn.xlarge", None, bench, {"RESNET18_PRECISION": "int8"})
+    assert c7i.capacity_rps == pytest.approx(2 * SMT_YIELD * 1000 / 7.1) and c7i.basis == TRANSFERRED
+    assert "assumed hyperthread yield" in c7i.source
+    # c6i has no native bf16: the service's own rule runs fp32 there, and the planner counts fp32
+    c6i = instance_for("c6i.large", 30, "g4dn.xlarge", None, bench)
+    assert c6i.precision == "fp32" and c6i.capacity_rps == pytest.approx(2 * SMT_YIELD * 1000 / 18.0)
+    with pytest.raises(ValueError, match=r"c6i\.large: the stack's serviceEnv cannot run there"):
+        instance_for("c6i.large", 30, "g4dn.xlarge", None, bench, {"RESNET18_PRECISION": "bf16"})
+    # the same machine measured with hyperthreads transfers to c7i one to one, and to c7a up
+    smt = [cpu_benchmark(tmp_path / "smt.json", threads_per_core=2)]
+    assert instance_for("c7i.large", 30, "c7i.large", None, smt, {"RESNET18_PRECISION": "int8"}).basis == MEASURED
+    assert instance_for("c7a.large", 30, "c7i.large", None, smt).capacity_rps == pytest.approx(
+        2 * 1000 / 11.6 / SMT_YIELD
+    )
+    # no CPU measurement: assumed, and said so
+    assumed = instance_model("c7a.large")
+    assert assumed.basis == ASSUMED and assumed.source.startswith("assumed:")
+    assert (assumed.cold_start_s, assumed.warm_start_s) == (180.0, 40.0)  # the CPU kind's, not the GPU's
+
+
+def test_a_cpu_stack_is_simulated_on_the_signals_a_cpu_instance_has() -> None:
+    cpu = apply(DEFAULTS, "type:c7a.large")
+    out_alarms, _ = alarms_for(cpu)
+    assert set(out_alarms) == {"cpu", "queue"}
+    assert set(alarms_for(DEFAULTS)[0]) == {signal.key for signal in SIGNALS}
+    # and it scales on them: a surge it cannot serve with one instance is served after a cold start
+    traffic = Traffic("surge", 10.0, [50.0] * 60 + [600.0] * 360)
+    result = simulate(traffic, cpu, instance_model("c7a.large", 30, 150.0))
+    assert result.scaling_actions > 0 and result.peak_in_service >= 4
+    assert result.served_within_slo + result.served_over_slo + result.shed == pytest.approx(result.offered)
+
+
+def test_recommend_compares_both_tiers_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = cpu_benchmark(tmp_path / "capacity.json")
+    assert plan_main(["--profile", "office-hours", "--recommend", "--benchmark", str(bench),
+                      "--out", str(tmp_path / "plan")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    row = r"^\| ([a-z0-9.]+) \((\w+) (\w+)\) \| (\d+) \|.*\| ([\d,]+) \| ([\d.]+) \| .* \| ([A-Za-z ,]+) \|$"
+    rows = re.findall(row, printed, re.M)
+    assert [(name, precision) for name, _, precision, *_ in rows] == [
+        ("c7a.large", "bf16"), ("c7a.large", "int8"), ("c7i.large", "int8"),
+        ("g4dn.xlarge", "fp16"), ("g5.xlarge", "fp16"), ("p4d.24xlarge", "fp16"),
+    ]  # fmt: skip
+    basis = {(name, precision): source for name, _, precision, *_, source in rows}
+    assert basis[("c7a.large", "int8")] == MEASURED and basis[("c7i.large", "int8")] == TRANSFERRED
+    assert basis[("g4dn.xlarge", "fp16")] == ASSUMED  # no GPU measured: its labelled estimate
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    best = plan["recommendation"]["best"]
+    cheapest = min(
+        (c for c in plan["recommendation"]["candidates"] if c["within_slo_fraction"] >= 0.999),
+        key=lambda c: c["cost_usd"],
+    )
+    assert best == cheapest and best["runtime"] == "openvino"  # at 40 req/s a CPU instance costs a fifth
