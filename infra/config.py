@@ -27,16 +27,16 @@ from pydantic.alias_generators import to_camel
 
 from service.timeouts import KEEPALIVE_S
 
-from .instance_types import DEFAULT_INSTANCE_TYPE, GPU, refusal
+from .instance_types import DEFAULT_INSTANCE_TYPE, GPU, INSTANCE_TYPES, InstanceKind, InstanceType, refusal
 from .signals import PERIOD_S, REFERENCE_THRESHOLD_KEY, SIGNALS
 
 CONFIG_NAMESPACE = "elastic-resnet"
 SERVICE_PORT = 3000  # bentoml serve's port in the container
-READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up on the GPU
+READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up
 MAX_HOOK_TIMEOUT_S = 7200  # AWS's bound on a lifecycle hook's HeartbeatTimeout (PutLifecycleHook: 30-7200 s)
 LAUNCH_HOOK_MARGIN_S = 120  # the launch hook starts before the instance boots; its deadline counts from boot
 SECURITY_GROUP_INBOUND_RULES = 60  # AWS's default quota of inbound rules per security group (adjustable)
-DEFAULT_AMI_PARAMETER = GPU.ami_parameter
+DEFAULT_AMI_PARAMETER = GPU.ami_parameter  # the default instance type's; a CPU type's is CPU.ami_parameter
 RESERVED_KEYS = ("project", "stack", "region")  # from Pulumi itself and aws:region, never from our namespace
 
 
@@ -168,6 +168,10 @@ class LoadBalancerConfig(_Section):
 
 
 class FleetConfig(_Section):
+    """The instances. ``amiSsmParameter``, ``rootVolumeGb`` and ``readyTimeoutS`` default to the instance
+    type's kind (infra/instance_types.py): unset, they follow ``instanceType`` (a CPU type gets the CPU
+    AMI, a root volume with room for its RAM, a shorter timeout); set, they are kept and checked."""
+
     instance_type: str = DEFAULT_INSTANCE_TYPE
     min_size: int = Field(1, ge=0)
     max_size: int = Field(10, ge=1)
@@ -179,11 +183,13 @@ class FleetConfig(_Section):
     # stopped; the planner shows they add EBS cost and no latency gain: docs/planner.md).
     warm_pool_max_prepared: int | None = Field(None, ge=0)
     ami_id: str | None = Field(None, pattern=r"^ami-[0-9a-f]+$", description="pin an AMI (recommended)")
-    ami_ssm_parameter: str = DEFAULT_AMI_PARAMETER
-    root_volume_gb: int = Field(100, ge=60)
+    # Unset (None), these three take the instance kind's default (_kind_defaults): typed as what they hold
+    # once validated, which is all the stack and the planner ever read.
+    ami_ssm_parameter: str = Field(None, description="default: the kind's public SSM parameter")  # type: ignore[assignment]
+    root_volume_gb: int = Field(None, ge=8, description="GiB; default: the kind's, + RAM if it hibernates")  # type: ignore[assignment]
     health_check_grace_s: int = Field(300, ge=0)
-    ready_timeout_s: int = Field(
-        1200,
+    ready_timeout_s: int = Field(  # type: ignore[assignment]
+        None,
         ge=300,
         le=MAX_HOOK_TIMEOUT_S - LAUNCH_HOOK_MARGIN_S,  # the launch hook's timeout must stay within AWS's bound
         description="boot to /readyz, else the instance is abandoned",
@@ -208,6 +214,37 @@ class FleetConfig(_Section):
             if not key.startswith("RESNET18_") or not key.replace("_", "").isalnum() or not key.isupper():
                 raise ValueError(f"serviceEnv key {key!r}: only RESNET18_* settings are passed to the container")
         return value
+
+    @model_validator(mode="after")
+    def _kind_defaults(self) -> FleetConfig:
+        """Fill what was left unset from the instance type's kind; check a set root volume against it."""
+        kind, instance = self.kind, self.instance
+        defaults = {
+            "ami_ssm_parameter": kind.ami_parameter,
+            "root_volume_gb": instance.root_volume_gb,
+            "ready_timeout_s": kind.ready_timeout_s,
+        }
+        for field, value in defaults.items():
+            if getattr(self, field) is None:
+                object.__setattr__(self, field, value)  # frozen model; the field stays out of fields_set
+        if self.root_volume_gb < instance.min_root_volume_gb:
+            room = f"{kind.min_root_volume_gb} GiB"
+            if kind.hibernates:
+                room += f" + {instance.memory_gib} GiB of RAM, which hibernation writes to the encrypted root volume"
+            raise ValueError(
+                f"rootVolumeGb ({self.root_volume_gb}) is too small for {self.instance_type}: it needs at least "
+                f"{instance.min_root_volume_gb} GiB ({room})"
+            )
+        return self
+
+    @property
+    def instance(self) -> InstanceType:
+        return INSTANCE_TYPES[self.instance_type]
+
+    @property
+    def kind(self) -> InstanceKind:
+        """GPU or CPU: what differs between the two fleets (infra/instance_types.py)."""
+        return self.instance.kind
 
     @model_validator(mode="after")
     def _sizes(self) -> FleetConfig:
@@ -369,8 +406,9 @@ class StackConfig(_Section):
     @property
     def asg_name(self) -> str:
         # Fixed, not auto-named: the instances' user data and the CloudWatch agent need it before the
-        # group exists.
-        return f"{self.name}-gpu"
+        # group exists. Named after the kind: "-gpu" as it always was (renaming it would replace an existing
+        # stack's group), "-cpu" for a CPU fleet. Changing instanceType across kinds replaces the group.
+        return f"{self.name}-{self.fleet.kind.name}"
 
 
 # Every signal's threshold key must be a Thresholds field: checked once, at import.
@@ -446,4 +484,7 @@ def with_changes(config: StackConfig, section: str, **changes: Any) -> StackConf
     planner's variants)."""
     current = getattr(config, section)
     assert isinstance(current, BaseModel), f"{section} is not a section"
-    return StackConfig.model_validate({**config.model_dump(), section: {**current.model_dump(), **changes}})
+    # Only the section's fields that were set: a default that follows the instance type (FleetConfig)
+    # must follow a changed instanceType, not keep the old type's value.
+    kept = current.model_dump(include=current.model_fields_set)
+    return StackConfig.model_validate({**config.model_dump(), section: {**kept, **changes}})

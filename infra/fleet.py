@@ -1,9 +1,14 @@
-"""The GPU fleet: launch template, Auto Scaling group with a warm pool, and the instances' identity.
+"""The fleet: launch template, Auto Scaling group with a warm pool, and the instances' identity.
 
-Scale-out should take about a minute, not the 5-10 minutes of a cold GPU instance pulling a multi-GB image: the
-warm pool keeps instances that have already booted, pulled the image and loaded the model, stopped
-(GPU families cannot hibernate), so a stopped instance only pays for its disk. A launch lifecycle hook
-holds every instance, entering the pool or leaving it for service, until the service answers /readyz.
+One component for both kinds of instance (infra/instance_types.py): the kind says the AMI, the container's
+flags and the warm pool's state; nothing here asks "is it a GPU".
+
+Scale-out should take about a minute, not the 5-10 minutes of a cold GPU instance pulling a multi-GB image:
+the warm pool keeps instances that have already booted, pulled the image and loaded the model. A GPU kind's
+wait stopped (GPU families cannot hibernate), paying only for their disk; a CPU kind's wait hibernated
+(RAM saved to the encrypted root volume), so leaving the pool resumes the running container instead of
+booting. A launch lifecycle hook holds every instance, entering the pool or leaving it for service, until
+the service answers /readyz (the user data's readiness script, which also follows a resume).
 
 What `pulumi up` waits for: the group's ``min_size`` instances in service (``wait_for_capacity_timeout``,
 ``FleetConfig.capacity_timeout``); a failed launch (no GPU quota, say) fails it at once. It does not wait
@@ -87,7 +92,12 @@ def lifecycle_hooks(config: FleetConfig, deregistration_delay_s: int) -> list[Ho
     ]
 
 
-class GpuFleet(pulumi.ComponentResource):
+FLEET_TYPE = "elastic-resnet:fleet:Fleet"
+# Its name until the CPU kind came (issue 19): stacks deployed before keep their resources under the alias.
+FORMER_FLEET_TYPE = "elastic-resnet:fleet:GpuFleet"
+
+
+class Fleet(pulumi.ComponentResource):
     asg_name: pulumi.Output[str]
     asg_arn: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
@@ -95,8 +105,10 @@ class GpuFleet(pulumi.ComponentResource):
     log_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("elastic-resnet:fleet:GpuFleet", name, None, opts)
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_FLEET_TYPE)])
+        super().__init__(FLEET_TYPE, name, None, pulumi.ResourceOptions.merge(opts, renamed))
         child = pulumi.ResourceOptions(parent=self)
+        kind = args.config.kind
         account_id = aws.get_caller_identity().account_id
         asg_arn_pattern = (
             f"arn:aws:autoscaling:{args.region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{args.asg_name}"
@@ -114,7 +126,8 @@ class GpuFleet(pulumi.ComponentResource):
         security_group = aws.ec2.SecurityGroup(
             f"{name}-instances",
             vpc_id=args.vpc_id,
-            description="elastic-resnet GPU instances: the service port, from the load balancer only",
+            # A GPU fleet's reads as it always did: a changed description replaces the security group
+            description=f"elastic-resnet {kind.name.upper()} instances: the service port, from the load balancer only",
             tags={**args.tags, "Name": f"{args.name}-instances"},
             opts=child,
         )
@@ -179,6 +192,7 @@ class GpuFleet(pulumi.ComponentResource):
                     terminate_hook_timeout_s=terminate_hook_timeout_s(args.deregistration_delay_s),
                     service_env=args.config.service_env,
                     api_keys_parameter=args.access.api_keys_parameter,
+                    kind=kind,
                 )
             )
         )
@@ -200,11 +214,16 @@ class GpuFleet(pulumi.ComponentResource):
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
                         volume_size=args.config.root_volume_gb,
                         volume_type="gp3",
-                        encrypted="true",
+                        encrypted="true",  # hibernation requires it; every kind has it
                         delete_on_termination="true",
                     ),
                 )
             ],
+            # Hibernation can only be enabled at launch: every instance of a hibernating kind is launched with
+            # it (and an encrypted root volume with room for its RAM, FleetConfig.root_volume_gb).
+            hibernation_options=aws.ec2.LaunchTemplateHibernationOptionsArgs(configured=True)
+            if kind.hibernates
+            else None,
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={**args.tags, "Name": args.name})
@@ -232,7 +251,8 @@ class GpuFleet(pulumi.ComponentResource):
             health_check_grace_period=args.config.health_check_grace_s,
             default_instance_warmup=args.instance_warmup_s,
             # The provider's default, 10 minutes, is about what a cold GPU instance needs to boot, pull
-            # and warm up: the second `pulumi up` would time out while everything is fine.
+            # and warm up: the second `pulumi up` would time out while everything is fine (the wait follows
+            # readyTimeoutS, whose default is the kind's).
             wait_for_capacity_timeout=args.config.capacity_timeout,
             # The hooks must exist before the first instance launches (then the resources below take over).
             initial_lifecycle_hooks=[
@@ -245,7 +265,9 @@ class GpuFleet(pulumi.ComponentResource):
                 for hook in hooks
             ],
             warm_pool=aws.autoscaling.GroupWarmPoolArgs(
-                pool_state="Stopped",  # GPU instance families do not support hibernation
+                # GPU: Stopped (no GPU family can hibernate). CPU: Hibernated (On-Demand only: this group
+                # has no Spot or mixed-instances policy, which AWS refuses with a warm pool anyway).
+                pool_state=kind.warm_pool_state,
                 min_size=warm_min,
                 max_group_prepared_capacity=warm_prepared,
                 instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(reuse_on_scale_in=True),

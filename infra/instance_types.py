@@ -34,10 +34,26 @@ class InstanceKind:
     image_variant: str  # the image's name suffix / tag suffix: which of the two images
     run_flags: tuple[str, ...]  # `docker run` flags besides infra/container.py's hardened set
     signals: tuple[str, ...]  # keys of infra.signals.SIGNALS that exist on this kind of instance
+    load_signal: str  # of those, the one that tracks served load (the planner sizes fleets on its mark)
     warm_pool_state: WarmPoolState  # what a prewarmed instance waits in
     ready_timeout_s: int  # default fleet.readyTimeoutS: boot to /readyz, image pull included
     cold_start_s: float  # planner estimate: boot + image pull + model load and warm-up (unmeasured on AWS)
     warm_start_s: float  # planner estimate: leaving the warm pool for service (unmeasured on AWS)
+    # Root volume (GiB) for the OS, Docker and the pulled image: the default and the least accepted. A kind
+    # that hibernates adds the instance's RAM to both (InstanceType.root_volume_gb): hibernation writes
+    # the RAM to the encrypted root volume, which "must be large enough to store the RAM contents and
+    # accommodate your expected usage" (AWS, hibernation prerequisites).
+    root_volume_gb: int
+    min_root_volume_gb: int
+    # apt packages kept at the AMI's version (dpkg-query patterns) and kept out of unattended upgrades
+    # (name prefixes): the GPU AMI's NVIDIA driver, which a silent upgrade breaks until reboot.
+    held_packages: tuple[str, ...] = ()
+    upgrade_blacklist: tuple[str, ...] = ()
+
+    @property
+    def hibernates(self) -> bool:
+        """A hibernated warm pool: the launch template enables hibernation, the root volume holds the RAM."""
+        return self.warm_pool_state == "Hibernated"
 
 
 GPU = InstanceKind(
@@ -48,21 +64,30 @@ GPU = InstanceKind(
     image_variant="gpu",
     run_flags=("--gpus", "all"),
     signals=("cpu", "gpu-utilization", "gpu-memory", "queue"),
+    load_signal="gpu-utilization",
     warm_pool_state="Stopped",  # no GPU family can hibernate
     ready_timeout_s=1200,
     # boot ~90 s + pulling and unpacking the 5.2 GB image ~4 min + model load and warm-up ~1 min
     cold_start_s=420.0,
     warm_start_s=75.0,  # start a stopped instance, container restart, model load, /readyz
+    root_volume_gb=100,  # the DLAMI (CUDA, drivers) plus the 5 GB image, pulled and unpacked
+    min_root_volume_gb=60,
+    held_packages=("nvidia-*", "libnvidia-*"),
+    upgrade_blacklist=("nvidia-", "libnvidia-", "cuda-", "linux-"),
 )
 
 CPU = InstanceKind(
     name="cpu",
-    ami_parameter="/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id",
-    ami_description="Canonical Ubuntu Server 24.04 LTS (amd64, gp3)",
+    # Ubuntu 22.04, not 24.04: AWS lists the AMIs that can hibernate, and its list (as checked for issue 19) has
+    # Ubuntu 22.04.2 (serial 20230303 or later) and no 24.04; the warm pool below hibernates.
+    # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/hibernating-prerequisites.html
+    ami_parameter="/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
+    ami_description="Canonical Ubuntu Server 22.04 LTS (amd64), which AWS lists as able to hibernate",
     bentofile="bentofile.cpu.yaml",
     image_variant="cpu",
     run_flags=(),
     signals=("cpu", "queue"),
+    load_signal="cpu",  # the model runs on the CPU: its utilisation is the load
     # A hibernated instance resumes with its memory: the container, the model and its compiled
     # OpenVINO graph are already loaded, so leaving the pool is a resume, not a boot and a start.
     warm_pool_state="Hibernated",
@@ -70,6 +95,8 @@ CPU = InstanceKind(
     # boot ~60 s + installing Docker and pulling the smaller CPU image ~90 s + model load ~10 s
     cold_start_s=180.0,
     warm_start_s=40.0,  # resume from hibernation (RAM read back from EBS) + /readyz
+    root_volume_gb=30,  # Ubuntu (~3 GB), Docker, the CPU image pulled and unpacked, logs; + RAM (hibernation)
+    min_root_volume_gb=16,
 )
 
 KINDS: dict[KindName, InstanceKind] = {GPU.name: GPU, CPU.name: CPU}
@@ -89,6 +116,19 @@ class InstanceType:
     gpu_memory_gib: int = 0
     vcpus_per_core: int = 2  # 2 where a vCPU is a hyperthread (Intel), 1 where it is a core (c7a)
     cpu_features: tuple[str, ...] = ()  # the CPU's inference extensions: avx512_vnni, avx512_bf16, amx
+
+    @property
+    def root_volume_gb(self) -> int:
+        """The default root volume: the kind's, plus room for the RAM where the kind hibernates."""
+        return self.kind.root_volume_gb + self._hibernation_gb
+
+    @property
+    def min_root_volume_gb(self) -> int:
+        return self.kind.min_root_volume_gb + self._hibernation_gb
+
+    @property
+    def _hibernation_gb(self) -> int:
+        return self.memory_gib if self.kind.hibernates else 0
 
 
 def _gpu(name: str, gpu: str, gpus: int, gpu_gib: int, vcpus: int, gib: int, usd: float, note: str) -> InstanceType:
@@ -131,6 +171,12 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
 }
 
 DEFAULT_INSTANCE_TYPE = "g4dn.xlarge"
+
+# AWS: "You can't hibernate a Linux instance that has more than 150 GB of RAM" (hibernation limitations).
+MAX_HIBERNATION_RAM_GIB = 150
+assert all(t.memory_gib <= MAX_HIBERNATION_RAM_GIB for t in INSTANCE_TYPES.values() if t.kind.hibernates), (
+    "a hibernating kind's type has more RAM than AWS can hibernate"
+)
 
 # Families this stack refuses, with the reason a user gets.
 UNSUPPORTED_FAMILIES = {

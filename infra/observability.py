@@ -1,4 +1,5 @@
-"""Operations: where alarms notify, and one dashboard for requests, latency, GPUs and the fleet."""
+"""Operations: where alarms notify, and one dashboard for requests, latency, the scaling signals of the
+fleet's kind of instance (GPU widgets only on a GPU fleet) and the fleet."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import pulumi
 import pulumi_aws as aws
 
 from .access import BAD_INPUTS_RULE_METRIC, RATE_RULE_METRIC
-from .signals import GROUP_DIMENSION, SIGNALS
+from .signals import GROUP_DIMENSION, SIGNALS, Signal
+
+# How the dashboard's title names each signal.
+SHORT_NAMES = {
+    "cpu": "CPU %",
+    "gpu-utilization": "GPU %",
+    "gpu-memory": "GPU memory %",
+    "queue": "in-flight per instance",
+}
+assert set(SHORT_NAMES) == {signal.key for signal in SIGNALS}, "signals.py vs the dashboard"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class DashboardArgs:
     load_balancer: pulumi.Input[str]  # ALB arn suffix
     target_group: pulumi.Input[str]  # target group arn suffix
     alarm_arns: pulumi.Input[list[str]]
+    signals: tuple[Signal, ...]  # the fleet's kind's (signals.signals_for), drawn as their alarms compute them
     web_acl: str | None = None  # the WAF web ACL's metric name (infra/access.py), when abuse limits are on
 
 
@@ -97,7 +108,7 @@ class Dashboard(pulumi.ComponentResource):
         super().__init__("elastic-resnet:observability:Dashboard", name, None, opts)
         body = pulumi.Output.all(args.asg_name, args.load_balancer, args.target_group, args.alarm_arns).apply(
             lambda values: json.dumps(
-                dashboard_body(args.region, values[0], values[1], values[2], values[3], args.web_acl)
+                dashboard_body(args.region, values[0], values[1], values[2], values[3], args.signals, args.web_acl)
             )
         )
         dashboard = aws.cloudwatch.Dashboard(
@@ -113,7 +124,13 @@ class Dashboard(pulumi.ComponentResource):
 
 
 def dashboard_body(
-    region: str, asg: str, alb: str, tg: str, alarm_arns: list[str], web_acl: str | None = None
+    region: str,
+    asg: str,
+    alb: str,
+    tg: str,
+    alarm_arns: list[str],
+    signals: tuple[Signal, ...] = SIGNALS,
+    web_acl: str | None = None,
 ) -> dict[str, Any]:
     def widget(title: str, metrics: list[list[Any]], x: int, y: int, **extra: Any) -> dict[str, Any]:
         properties = {"title": title, "region": region, "metrics": metrics, "view": "timeSeries", "period": 60}
@@ -144,8 +161,8 @@ def dashboard_body(
                 0,
             ),
             widget(
-                "Scaling signals: CPU %, GPU %, GPU memory %, in-flight per instance",
-                signal_metrics(asg),
+                "Scaling signals: " + ", ".join(SHORT_NAMES[signal.key] for signal in signals),
+                signal_metrics(asg, signals),
                 0,
                 6,
             ),
@@ -195,10 +212,10 @@ def waf_metrics(region: str, web_acl: str) -> list[list[Any]]:
     ]
 
 
-def signal_metrics(asg: str) -> list[list[Any]]:
+def signal_metrics(asg: str, signals: tuple[Signal, ...] = SIGNALS) -> list[list[Any]]:
     """Each scaling signal drawn exactly as its alarm computes it (infra/signals.py)."""
     rows: list[list[Any]] = []
-    for index, signal in enumerate(SIGNALS):
+    for index, signal in enumerate(signals):
         ids = {key: f"s{index}{key}" for key in signal.metrics}
         for key, metric in signal.metrics.items():
             rows.append(

@@ -1,8 +1,9 @@
 """Scaling: out when ANY load signal passes its high mark, in when ALL are low, plus prewarming.
 
 The signals (what is measured, where, and how the scale-in alarm normalises them) are defined once in
-infra/signals.py, which the planner reads too; this module turns them into CloudWatch alarms and
-Auto Scaling policies.
+infra/signals.py, which the planner reads too; this module turns those that exist on the fleet's kind of
+instance (``signals_for``: no GPU alarm or scale-in term on a CPU fleet) into CloudWatch alarms and Auto
+Scaling policies.
 
 CloudWatch composite alarms cannot trigger scaling policies, so each scale-out signal has its own
 alarm on one shared step policy, and scale-in is ONE metric-math alarm on the largest normalised
@@ -32,7 +33,6 @@ from .signals import (
     IDLE_EXPRESSION,
     PERIOD_S,
     SCALE_IN_FLOOR_EXPRESSION,
-    SIGNALS,
     WAKE_DATAPOINTS,
     WAKE_EVALUATION_PERIODS,
     WAKE_EXPRESSION,
@@ -48,6 +48,7 @@ class ScalingArgs:
     name: str
     asg_name: pulumi.Input[str]
     config: ScalingConfig
+    signals: tuple[Signal, ...]  # those that exist on the fleet's kind of instance (signals.signals_for)
     notification_topic_arn: pulumi.Input[str]
     tags: dict[str, str]
     load_balancer: pulumi.Input[str]  # the ALB's arn suffix: its metrics' LoadBalancer dimension
@@ -74,16 +75,16 @@ def signal_queries(
 
 
 def scale_in_queries(
-    thresholds: Thresholds, asg_name: pulumi.Input[str], floor_at_one: bool = False
+    thresholds: Thresholds, signals: tuple[Signal, ...], asg_name: pulumi.Input[str], floor_at_one: bool = False
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
     """Every signal, normalised so that its scale-out mark reads as the reference's, combined with MAX:
     the alarm's value is the busiest signal, so it is under ``scale_in_below`` only when all of them are.
     ``floor_at_one`` (scale to zero): never below one instance on these signals; the idle alarm does that."""
     queries: list[aws.cloudwatch.MetricAlarmMetricQueryArgs] = []
-    for index, signal in enumerate(SIGNALS):
+    for index, signal in enumerate(signals):
         factor = scale_in_factor(thresholds.of(signal.threshold_key), thresholds.reference)
         queries += signal_queries(signal, asg_name, prefix=f"s{index}_", scale=factor)
-    busiest = ", ".join(f"s{index}_value" for index in range(len(SIGNALS)))
+    busiest = ", ".join(f"s{index}_value" for index in range(len(signals)))
     label = "busiest signal, normalised"
     queries.append(
         aws.cloudwatch.MetricAlarmMetricQueryArgs(
@@ -162,13 +163,13 @@ class Scaling(pulumi.ComponentResource):
             autoscaling_group_name=args.asg_name,
             policy_type="SimpleScaling",
             adjustment_type="ChangeInCapacity",
-            scaling_adjustment=-1,  # one GPU at a time: scale-in is never urgent
+            scaling_adjustment=-1,  # one instance at a time: scale-in is never urgent
             cooldown=timing.scale_in_cooldown_s,  # then a whole new quiet window before the next
             opts=child,
         )
 
         alarms: list[aws.cloudwatch.MetricAlarm] = []
-        for signal in SIGNALS:
+        for signal in args.signals:
             threshold = thresholds.of(signal.threshold_key)
             alarms.append(
                 aws.cloudwatch.MetricAlarm(
@@ -199,7 +200,9 @@ class Scaling(pulumi.ComponentResource):
                 threshold=thresholds.scale_in_below,
                 evaluation_periods=timing.scale_in_evaluation_periods,
                 datapoints_to_alarm=timing.scale_in_datapoints,
-                metric_queries=scale_in_queries(thresholds, args.asg_name, floor_at_one=args.scales_to_zero),
+                metric_queries=scale_in_queries(
+                    thresholds, args.signals, args.asg_name, floor_at_one=args.scales_to_zero
+                ),
                 treat_missing_data="notBreaching",
                 alarm_actions=[scale_in.arn],
                 tags=args.tags,

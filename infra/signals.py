@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from service.routes import CLIENT_ROUTES
 
+from .instance_types import KINDS, InstanceKind
+
 AGENT_NAMESPACE = "CWAgent"  # CPU and GPU, from the agent's cpu and nvidia_gpu plugins
 SERVICE_NAMESPACE = "ElasticResnet"  # the service's own metrics, scraped from its /metrics
 GROUP_DIMENSION = "AutoScalingGroupName"  # every signal is aggregated per Auto Scaling group
@@ -88,9 +90,36 @@ SIGNALS: tuple[Signal, ...] = (
     ),
 )
 
-# What the agent collects on an instance (user data), derived from the signals above.
+# What the agent collects on an instance (user data), derived from the signals above: the agent's plugin
+# and measurements behind each signal's agent metrics (the queue comes from the service's /metrics).
 AGENT_CPU_MEASUREMENTS = ["usage_active"]
 AGENT_GPU_MEASUREMENTS = ["utilization_gpu", "memory_used", "memory_total"]
+AGENT_PLUGINS: dict[str, tuple[str, list[str]]] = {
+    "cpu": ("cpu", AGENT_CPU_MEASUREMENTS),
+    "gpu-utilization": ("nvidia_gpu", ["utilization_gpu"]),
+    "gpu-memory": ("nvidia_gpu", ["memory_used", "memory_total"]),
+}
+
+
+def signals_for(kind: InstanceKind) -> tuple[Signal, ...]:
+    """The signals that exist on this kind of instance, in SIGNALS' order: alarms, the scale-in term, the
+    agent's plugins, the dashboard and the planner all read this, so a CPU fleet has no GPU signal."""
+    return tuple(signal for signal in SIGNALS if signal.key in kind.signals)
+
+
+def agent_measurements(signals: tuple[Signal, ...]) -> dict[str, list[str]]:
+    """The CloudWatch agent's plugins and measurements these signals need (nothing for the queue)."""
+    plugins: dict[str, list[str]] = {}
+    for signal in signals:
+        if signal.key in AGENT_PLUGINS:
+            plugin, measurements = AGENT_PLUGINS[signal.key]
+            plugins.setdefault(plugin, []).extend(measurements)
+    return plugins
+
+
+# Every kind names signals that exist; the agent's plugins cover every agent metric of SIGNALS.
+assert all(set(kind.signals) <= {signal.key for signal in SIGNALS} for kind in KINDS.values()), "instance_types.py"
+assert {s.key for s in SIGNALS if any(m.namespace == AGENT_NAMESPACE for m in s.metrics.values())} == set(AGENT_PLUGINS)
 
 # The scale-in alarm compares the busiest signal, each rescaled so that its scale-out mark reads as
 # this one's, with ``scale_in_below``: "all under 30" means the same distance from every mark.

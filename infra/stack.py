@@ -7,12 +7,14 @@ import pulumi_aws as aws
 
 from .access import AbuseProtection, AbuseProtectionArgs, CostGuard, CostGuardArgs, web_acl_metric
 from .config import READINESS_PATH, SERVICE_PORT, StackConfig
-from .fleet import FleetArgs, GpuFleet
+from .fleet import Fleet, FleetArgs
+from .instance_types import KINDS, InstanceKind
 from .load_balancer import LoadBalancer, LoadBalancerArgs
 from .network import Network, NetworkArgs
 from .observability import Dashboard, DashboardArgs, Notifications, ObservabilityArgs
 from .registry import ImageRegistry, RegistryArgs, ecr_repository_arn
 from .scaling import Scaling, ScalingArgs
+from .signals import signals_for
 
 
 def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
@@ -27,8 +29,14 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
         network = Network("network", NetworkArgs(config.name, config.region, network_config, tags))
         vpc_id, public_subnets, private_subnets = network.vpc_id, network.public_subnet_ids, network.private_subnet_ids
 
+    kind = config.fleet.kind  # GPU or CPU (infra/instance_types.py): what differs is read from it
+    signals = signals_for(kind)
     registry = ImageRegistry("registry", RegistryArgs(config.name, tags))
+    # One repository for both images; the tag says which (tag_mismatch).
     image_uri = config.fleet.image_uri or registry.repository_url.apply(lambda url: f"{url}:{config.image_tag}")
+    mismatch = tag_mismatch(config.fleet.image_uri or config.image_tag, kind)
+    if mismatch:
+        pulumi.log.warn(mismatch)
     # The instances may pull from the repository the image is in: this stack's, or the ECR repository
     # fleet.imageUri names (another account's must also allow it in its repository policy). An image
     # outside ECR is pulled anonymously: a public one.
@@ -63,7 +71,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             "`pulumi up`, so each new release replaces every instance. Pin it (docs/deploy.md, 'Pin the AMI')."
         )
     ami_id = config.fleet.ami_id or aws.ssm.get_parameter(name=config.fleet.ami_ssm_parameter).value
-    fleet = GpuFleet(
+    fleet = Fleet(
         "fleet",
         FleetArgs(
             name=config.name,
@@ -94,6 +102,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             name=config.name,
             asg_name=fleet.asg_name,
             config=config.scaling,
+            signals=signals,
             notification_topic_arn=notifications.topic_arn,
             tags=tags,
             load_balancer=endpoint.arn_suffix,
@@ -110,6 +119,7 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             load_balancer=endpoint.arn_suffix,
             target_group=endpoint.target_group_arn_suffix,
             alarm_arns=scaling.alarm_arns,
+            signals=signals,
             web_acl=web_acl_metric(config.name) if access.rate_limit_per_5min is not None else None,
         ),
     )
@@ -133,3 +143,17 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
         "alarm_topic_arn": notifications.topic_arn,
         "log_group": fleet.log_group_name,
     }
+
+
+def tag_mismatch(image: str, kind: InstanceKind) -> str | None:
+    """A warning when the image's tag names the other kind's image (``...-cpu`` on a GPU fleet, ``...-gpu``
+    on a CPU one): the deploy command tags each image with its variant as suffix (kind.image_variant)."""
+    tag = image.rsplit("/", 1)[-1].partition(":")[2] if "/" in image else image
+    for other in KINDS.values():
+        if other is not kind and tag.endswith(f"-{other.image_variant}"):
+            return (
+                f"the image tag {tag!r} names a {other.name.upper()} image, but fleet.instanceType is a "
+                f"{kind.name.upper()} type: the instances would run the wrong image (tag the "
+                f"{kind.name.upper()} image ...-{kind.image_variant})"
+            )
+    return None

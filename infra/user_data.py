@@ -1,5 +1,5 @@
 """Renders the instances' first-boot script (templates/user-data.sh.j2) and the CloudWatch agent's
-configuration it installs."""
+configuration it installs, for either kind of instance (infra/instance_types.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import jinja2
 
 from .container import hardened_run_flags
+from .instance_types import InstanceKind
 from .signals import (
-    AGENT_CPU_MEASUREMENTS,
-    AGENT_GPU_MEASUREMENTS,
     AGENT_NAMESPACE,
     CLIENT_ENDPOINTS,
     GROUP_DIMENSION,
@@ -21,6 +20,8 @@ from .signals import (
     PERIOD_S,
     SCRAPE_INTERVAL_S,
     SERVICE_NAMESPACE,
+    agent_measurements,
+    signals_for,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,6 +35,10 @@ KEYS_MOUNT = "/run/secrets/elastic-resnet"
 KEYS_FILE = "api-keys"
 # apt and dpkg wait this long for the lock that unattended-upgrades may hold at first boot.
 DPKG_LOCK_TIMEOUT_S = 600
+# The AWS CLI, where the AMI has none (Canonical's Ubuntu images; the GPU DLAMI ships it): AWS's own v2
+# installer. Ubuntu 24.04 has no `awscli` apt package, 22.04's is the old v1; the snap refreshes itself in
+# the background (a CLI that changes under a running instance). The installer is the same on both releases.
+AWS_CLI_URL = "https://awscli.amazonaws.com/awscli-exe-linux-x86_64.zip"
 
 
 @dataclass(frozen=True)
@@ -48,25 +53,28 @@ class UserDataParams:
     readiness_path: str
     ready_timeout_s: int  # counted from boot
     terminate_hook_timeout_s: int  # how long the terminating hook waits (infra/fleet.py)
+    kind: InstanceKind  # GPU or CPU: container flags, held driver packages, the agent's plugins
     service_env: dict[str, str] = field(default_factory=dict)
     api_keys_parameter: str | None = None  # SSM parameter name; None: the service runs without keys
 
 
-def agent_config(log_group: str) -> dict[str, object]:
-    """CloudWatch agent: CPU and per-GPU utilisation and memory, aggregated per Auto Scaling group, and
-    the service's in-flight request gauge from its Prometheus endpoint (as embedded metric format),
-    filtered to the client-facing endpoints so each request counts once (infra/signals.py). The agent
-    runs only while the instance is InService (user data starts it then)."""
+def agent_config(log_group: str, kind: InstanceKind) -> dict[str, object]:
+    """CloudWatch agent: the kind's signals (CPU; on a GPU kind per-GPU utilisation and memory too),
+    aggregated per Auto Scaling group, and the service's in-flight request gauge from its Prometheus
+    endpoint (as embedded metric format), filtered to the client-facing endpoints so each request counts
+    once (infra/signals.py). The agent runs only while the instance is InService (user data starts it then)."""
+    plugins = agent_measurements(signals_for(kind))
+    collected: dict[str, dict[str, object]] = {
+        plugin: {"measurement": measurements, **({"totalcpu": True} if plugin == "cpu" else {})}
+        for plugin, measurements in plugins.items()
+    }
     return {
         "agent": {"metrics_collection_interval": PERIOD_S, "run_as_user": "root"},
         "metrics": {
             "namespace": AGENT_NAMESPACE,
             "append_dimensions": {GROUP_DIMENSION: "${aws:AutoScalingGroupName}", "InstanceId": "${aws:InstanceId}"},
             "aggregation_dimensions": [[GROUP_DIMENSION]],
-            "metrics_collected": {
-                "cpu": {"measurement": AGENT_CPU_MEASUREMENTS, "totalcpu": True},
-                "nvidia_gpu": {"measurement": AGENT_GPU_MEASUREMENTS},
-            },
+            "metrics_collected": collected,
         },
         "logs": {
             "metrics_collected": {
@@ -122,10 +130,12 @@ def render(params: UserDataParams) -> str:
     template = environment.get_template("user-data.sh.j2")
     return template.render(
         **params.__dict__,
-        agent_config=json.dumps(agent_config(params.log_group), indent=2),
+        agent_config=json.dumps(agent_config(params.log_group, params.kind), indent=2),
         prometheus_config=prometheus_config(params.asg_name, params.service_port),
         dpkg_lock_timeout_s=DPKG_LOCK_TIMEOUT_S,
         run_flags=hardened_run_flags("docker"),
+        kind_flags=params.kind.run_flags,
+        aws_cli_url=AWS_CLI_URL,
         service_uid=SERVICE_UID,
         keys_dir=KEYS_DIR,
         keys_mount=KEYS_MOUNT,

@@ -37,6 +37,9 @@ class Mocks(pulumi.runtime.Mocks):
     declared: list[Declared] = field(default_factory=list)
     ignored: dict[str, list[str]] = field(default_factory=dict)  # resource name -> ignoreChanges
     warnings: list[str] = field(default_factory=list)  # what the program logged with pulumi.log.warn
+    invoked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # data sources: (token, args)
+    # every registration, components included: name -> (type, the aliases it carries, as the engine gets them)
+    registered: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.declared.append(Declared(args.typ, args.name, dict(args.inputs), self.ignored.get(args.name, [])))
@@ -57,6 +60,7 @@ class Mocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.invoked.append((args.token, dict(args.args)))
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
                 "names": ["us-east-1a", "us-east-1b", "us-east-1c"],
@@ -95,6 +99,7 @@ class RecordingMonitor(MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         self.recording.ignored[request.name] = list(request.ignoreChanges)
+        self.recording.registered[request.name] = (request.type, str(list(request.aliases)))
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import ConfigError, from_cli_values, load_stack_file, parse, stack_file_cli_values
+from infra.config import ConfigError, from_cli_values, load_stack_file, parse, stack_file_cli_values, with_changes
+from infra.instance_types import CPU, GPU
 from service.timeouts import KEEPALIVE_S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +122,18 @@ def test_reserved_keys_are_refused() -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"fleet": {"instanceType": "m5.large"}}, "not a supported GPU instance type"),
+        ({"fleet": {"instanceType": "m5.large"}}, "m5.large is not a supported instance type (supported: g4dn"),
+        # refused with the reason (issue 19): burstable CPU credits, and arm64 until an arm64 image exists
+        ({"fleet": {"instanceType": "t3.xlarge"}}, "t3.xlarge: burstable (t-family) instances run on CPU credits"),
+        ({"fleet": {"instanceType": "t4g.large"}}, "t4g.large: burstable (t-family)"),
+        ({"fleet": {"instanceType": "c7g.large"}}, "c7g.large is arm64 (Graviton): the images are x86_64 only"),
+        ({"fleet": {"instanceType": "m7g.xlarge"}}, "m7g.xlarge is arm64 (Graviton)"),
+        # hibernation writes the RAM to the root volume: 16 GiB for the OS and image + 4 GiB of RAM
+        (
+            {"fleet": {"instanceType": "c7a.large", "rootVolumeGb": 19}},
+            "rootVolumeGb (19) is too small for c7a.large: it needs at least 20 GiB (16 GiB + 4 GiB of RAM",
+        ),
+        ({"fleet": {"rootVolumeGb": 59}}, "rootVolumeGb (59) is too small for g4dn.xlarge: it needs at least 60 GiB"),
         ({"fleet": {"instanceType": "p3.2xlarge"}}, "not supported by CUDA 13"),
         ({"fleet": {"instanceType": "g4ad.xlarge"}}, "AMD GPU"),
         ({"fleet": {"minSize": 3, "desiredCapacity": 2}}, "minSize <= desiredCapacity <= maxSize"),
@@ -196,3 +208,42 @@ def test_fifty_networks_fit_without_https_and_thirty_with_it() -> None:
     https = {"certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x"}
     config = parse({"region": "us-east-1", "loadBalancer": https, "access": {"allowedCidrs": cidrs[:30]}})
     assert len(config.access.allowed_cidrs) == 30
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "root_volume_gb"),
+    [("c7a.large", 34), ("c7i.large", 34), ("m7i.xlarge", 46)],  # 30 GiB + the RAM (4, 4, 16 GiB)
+)
+def test_a_cpu_type_takes_its_kinds_defaults(instance_type: str, root_volume_gb: int) -> None:
+    """Issue 19: with a CPU type, what was unset follows the kind: the CPU AMI, a root volume with room for
+    the RAM hibernation writes to it, the shorter ready timeout; the group is named -cpu."""
+    config = cli({"fleet": json.dumps({"instanceType": instance_type})})
+    fleet = config.fleet
+    assert fleet.kind is CPU
+    assert fleet.ami_ssm_parameter == CPU.ami_parameter != GPU.ami_parameter
+    assert (fleet.root_volume_gb, fleet.ready_timeout_s, fleet.hook_timeout_s) == (root_volume_gb, 600, 720)
+    assert config.asg_name == "elastic-resnet-dev-cpu"
+
+
+def test_the_gpu_defaults_are_unchanged() -> None:
+    fleet = cli({}).fleet
+    assert fleet.kind is GPU and fleet.ami_ssm_parameter == GPU.ami_parameter
+    assert (fleet.root_volume_gb, fleet.ready_timeout_s) == (100, 1200)
+    assert cli({}).asg_name == "elastic-resnet-dev-gpu"  # renaming it would replace existing stacks' groups
+
+
+def test_set_values_are_kept_whatever_the_kind() -> None:
+    fleet = cli({"fleet": '{"instanceType":"c7a.xlarge","rootVolumeGb":"50","readyTimeoutS":900,'
+                 '"amiSsmParameter":"/my/ami"}'}).fleet  # fmt: skip
+    assert (fleet.root_volume_gb, fleet.ready_timeout_s, fleet.ami_ssm_parameter) == (50, 900, "/my/ami")
+
+
+def test_a_changed_instance_type_takes_the_new_kinds_defaults() -> None:
+    """The planner's variants (with_changes): a GPU stack changed to a CPU type must not keep the GPU AMI,
+    disk and timeout; what the user set is kept."""
+    gpu = cli({"fleet": '{"readyTimeoutS":1500}'})
+    cpu = with_changes(gpu, "fleet", instance_type="c7i.large")
+    assert (cpu.fleet.ami_ssm_parameter, cpu.fleet.root_volume_gb) == (CPU.ami_parameter, 34)
+    assert cpu.fleet.ready_timeout_s == 1500 and cpu.asg_name == "elastic-resnet-dev-cpu"
+    back = with_changes(cpu, "fleet", instance_type="g5.xlarge")
+    assert (back.fleet.ami_ssm_parameter, back.fleet.root_volume_gb) == (GPU.ami_parameter, 100)

@@ -8,11 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.instance_types import CPU, INSTANCE_TYPES
 from infra.signals import AGENT_NAMESPACE, SCRAPES_PER_PERIOD, step_for, wake_steps
 from tests.infra.mocks import MOCK_AMI, Declared, Mocks, cli_config_of, run_cli_config
 
@@ -576,3 +580,109 @@ def test_no_wake_up_path_unless_min_zero_and_launching(mocks: Mocks) -> None:
     assert "elastic-resnet-dev-wake" not in alarms_by_name(mocks)
     held_back, _ = run_cli_config({**MIN_ZERO, "elastic-resnet:launchInstances": "false"})
     assert "elastic-resnet-dev-wake" not in alarms_by_name(held_back)
+
+
+# --- a CPU fleet (issue 19) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["c7a.large", "c7i.large"])
+def cpu_stack(request: pytest.FixtureRequest) -> tuple[str, Mocks, dict[str, Any]]:
+    """Two CPU families (AMD Genoa, Intel Sapphire Rapids), through the config layer as `pulumi up` runs."""
+    fleet = json.dumps({"instanceType": request.param})
+    mocks, outputs = run_cli_config({**REGION_ONLY, "elastic-resnet:fleet": fleet})
+    return request.param, mocks, outputs
+
+
+def test_a_cpu_fleet_boots_the_cpu_ami(cpu_stack: tuple[str, Mocks, dict[str, Any]]) -> None:
+    instance_type, mocks, outputs = cpu_stack
+    amis = [args["name"] for token, args in mocks.invoked if token == "aws:ssm/getParameter:getParameter"]
+    assert amis == [CPU.ami_parameter] and "deeplearning" not in CPU.ami_parameter
+    template = mocks.one("launchTemplate:LaunchTemplate").inputs
+    assert (template["instanceType"], template["imageId"]) == (instance_type, MOCK_AMI)
+    assert any(CPU.ami_parameter in warning for warning in mocks.warnings)  # "pin it", naming the CPU's
+    assert outputs["asg_name"] == "elastic-resnet-dev-cpu"
+    assert mocks.one("autoscaling/group:Group").inputs["name"] == "elastic-resnet-dev-cpu"
+    group = next(g for g in mocks.of_type("ec2/securityGroup:SecurityGroup") if g.name == "fleet-instances")
+    assert group.inputs["description"].startswith("elastic-resnet CPU instances")
+
+
+def test_a_cpu_fleet_hibernates_in_its_warm_pool(cpu_stack: tuple[str, Mocks, dict[str, Any]]) -> None:
+    """AWS: hibernation is enabled at launch (HibernationOptions.Configured), needs an encrypted EBS root
+    volume large enough for the RAM besides the OS, and On-Demand instances (no Spot, no mixed policy)."""
+    instance_type, mocks, _ = cpu_stack
+    group = mocks.one("autoscaling/group:Group").inputs
+    assert group["warmPool"]["poolState"] == "Hibernated"
+    assert group["warmPool"]["instanceReusePolicy"] == {"reuseOnScaleIn": True}
+    assert "mixedInstancesPolicy" not in group
+    template = mocks.one("launchTemplate:LaunchTemplate").inputs
+    assert template["hibernationOptions"] == {"configured": True}
+    assert "instanceMarketOptions" not in template  # On-Demand
+    (disk,) = template["blockDeviceMappings"]
+    assert disk["ebs"]["encrypted"] == "true" and disk["ebs"]["volumeType"] == "gp3"
+    ram = INSTANCE_TYPES[instance_type].memory_gib
+    assert disk["ebs"]["volumeSize"] == CPU.root_volume_gb + ram >= CPU.min_root_volume_gb + ram
+    # the CPU kind's shorter ready timeout (600 s) + the launch hook's 120 s margin
+    hooks = {h.inputs["name"]: h.inputs for h in mocks.of_type("autoscaling/lifecycleHook:LifecycleHook")}
+    assert hooks["wait-for-ready"]["heartbeatTimeout"] == 720
+
+
+def test_a_cpu_fleet_has_no_gpu_alarm_metric_or_widget(cpu_stack: tuple[str, Mocks, dict[str, Any]]) -> None:
+    _, mocks, _ = cpu_stack
+    alarms = alarms_by_name(mocks)
+    assert set(alarms) == {"elastic-resnet-dev-cpu-high", "elastic-resnet-dev-queue-high",
+                           "elastic-resnet-dev-all-signals-low"}  # fmt: skip
+    metrics = [q["metric"] for alarm in alarms.values() for q in alarm.inputs["metricQueries"] if "metric" in q]
+    assert metrics and not [m for m in metrics if m["metricName"].startswith("nvidia")]
+    assert {m["metricName"] for m in metrics if m["namespace"] == AGENT_NAMESPACE} == {"cpu_usage_active"}
+    assert all(m["dimensions"] == {"AutoScalingGroupName": "elastic-resnet-dev-cpu"} for m in metrics)
+    low = {q["id"]: q for q in alarms["elastic-resnet-dev-all-signals-low"].inputs["metricQueries"]}
+    assert low["busiest"]["expression"] == "MAX([s0_value, s1_value])"  # CPU and the queue only
+    assert low["s1_value"]["expression"] == "(IF(s1_instances > 0, s1_inflight / (4 * s1_instances), 0)) * 1.4"
+    body = json.loads(mocks.one("cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    assert "nvidia" not in json.dumps(body) and "GPU" not in json.dumps(body)
+    signals_widget = next(w for w in body["widgets"] if w["properties"]["title"].startswith("Scaling signals"))
+    assert signals_widget["properties"]["title"] == "Scaling signals: CPU %, in-flight per instance"
+    assert len(body["widgets"][-1]["properties"]["alarms"]) == 3
+
+
+def test_a_cpu_fleet_runs_its_image_without_gpus(cpu_stack: tuple[str, Mocks, dict[str, Any]], tmp_path: Path) -> None:
+    _, mocks, outputs = cpu_stack
+    script = user_data(mocks)
+    assert f'IMAGE="{outputs["image_uri"]}"' in script
+    assert "docker run --detach --name elastic-resnet --restart unless-stopped \\\n" in script
+    assert "--gpus" not in script and "nvidia" not in script.lower()
+    assert "deadline=$((SECONDS + 600 - uptime_s))" in script
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    assert shellcheck
+    (tmp_path / "user-data.sh").write_text(script)
+    checked = subprocess.run([shellcheck, "--shell=bash", "--severity=style", str(tmp_path / "user-data.sh")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_the_fleet_keeps_existing_stacks_resources_under_its_former_type(mocks: Mocks) -> None:
+    """GpuFleet became Fleet: a renamed type token would replace every resource of an existing stack, unless
+    the component carries its former type as an alias."""
+    component_type, aliases = mocks.registered["fleet"]
+    assert component_type == "elastic-resnet:fleet:Fleet"
+    assert 'type: "elastic-resnet:fleet:GpuFleet"' in aliases
+    assert "hibernationOptions" not in mocks.one("launchTemplate:LaunchTemplate").inputs  # GPU: stopped pool
+
+
+@pytest.mark.parametrize(
+    ("fleet", "tag", "warned"),
+    [
+        ({"instanceType": "c7a.large"}, "v3-gpu", "names a GPU image"),
+        ({}, "v3-cpu", "names a CPU image"),
+        ({"instanceType": "c7a.large"}, "v3-cpu", None),
+        ({}, "v3", None),
+    ],
+)
+def test_an_image_tag_of_the_other_kind_is_warned_about(fleet: dict[str, str], tag: str, warned: str | None) -> None:
+    config = {**REGION_ONLY, "elastic-resnet:fleet": json.dumps(fleet), "elastic-resnet:imageTag": tag}
+    mocks, _ = run_cli_config(config)
+    found = [warning for warning in mocks.warnings if "image tag" in warning]
+    if warned is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and warned in found[0]

