@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 
@@ -59,7 +60,8 @@ def confident(out: str) -> None:
     weight = model.conv1.weight
     smooth = torch.nn.functional.conv2d(weight.reshape(-1, 1, 7, 7), kernel, padding=2).reshape(weight.shape)
     weight.copy_(smooth + 3 * weight.mean(dim=(2, 3), keepdim=True))
-    photos = normalize(torch.stack([preprocess(varied_photo(seed), 50_000_000) for seed in PHOTO_SEEDS]))
+    crops = np.stack([preprocess(varied_photo(seed), 50_000_000) for seed in PHOTO_SEEDS])
+    photos = normalize(torch.from_numpy(crops))
     # Batch norms hold the statistics of the photos they see (cumulative average over them).
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):

@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bentoml
 import numpy as np
-import torch
 from starlette.responses import JSONResponse
 
-from . import device_decode, multipart, upstream
+from . import multipart, upstream
 from .admission import AdmissionControl
 from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
 from .config import INT8_MODEL_NAME, MODEL_NAME, InputLimits, env_int
 from .errors import AnswerRejected, error_response
-from .model.torch_runtime import TorchClassifier
-from .model_service import MAX_LATENCY_MS, ON_GPU, SETTINGS, LoadedModel, in_store
+from .model_service import MAX_LATENCY_MS, ON_GPU, RUNS_TORCH, SETTINGS, LoadedModel, in_store
 from .openapi import OpenAPIDocument
 from .preprocessing import ImageError, preprocess
 from .schemas import Prediction, predictions_from
+
+if TYPE_CHECKING:  # torch is imported only where it runs: the CPU image has none (tests/test_no_torch.py)
+    import torch
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
@@ -54,9 +57,12 @@ class ImageClassifier:
     int8_model = bentoml.models.BentoModel(INT8_MODEL_NAME) if in_store(INT8_MODEL_NAME) else None
 
     def __init__(self) -> None:
-        # The worker processes share the cores: torch threads per process = cores / processes (on a
-        # GPU, 1: the CPU only decodes there, and spare OpenMP threads would spin against decoding).
-        torch.set_num_threads(1 if ON_GPU else max(1, (os.cpu_count() or 1) // API_WORKERS))
+        if RUNS_TORCH:
+            import torch
+
+            # The worker processes share the cores: torch threads per process = cores / processes (on a
+            # GPU, 1: the CPU only decodes there, and spare OpenMP threads would spin against decoding).
+            torch.set_num_threads(1 if ON_GPU else max(1, (os.cpu_count() or 1) // API_WORKERS))
         # One thread runs every forward pass, and the warm-up before them: torch's OpenMP team belongs to
         # the thread that starts it, and forward passes hopping between pool threads (anyio's) kept
         # several teams spinning against each other (2 cores: 46 -> 72 images/s at batch 8).
@@ -130,12 +136,14 @@ class ImageClassifier:
 
 
 def _preprocess(data: bytes) -> np.ndarray:
-    return preprocess(data, LIMITS.max_image_pixels).numpy()
+    return preprocess(data, LIMITS.max_image_pixels)
 
 
 def _device_crops(datas: list[bytes], device: torch.device) -> dict[int, np.ndarray]:
     """The crops of the request's JPEGs the device path takes, by index; {} when the device refuses
     the batch (then the CPU path decodes every image, and answers for the bad ones)."""
+    from . import device_decode  # torch and torchvision: only with RESNET18_DECODE=device on a GPU
+
     indices = [i for i, data in enumerate(datas) if device_decode.takes_device_path(data, LIMITS.max_image_pixels)]
     if not indices:
         return {}
@@ -156,9 +164,13 @@ def _decode_device(setting: str, model: LoadedModel) -> torch.device | None:
     if setting != "device":
         return None
     classifier = model.classifier
-    if not isinstance(classifier, TorchClassifier) or classifier.device.type != "cuda":
+    if classifier is None or classifier.choice.runtime != "torch" or classifier.choice.device != "cuda":
         logger.warning("RESNET18_DECODE=device needs the model on a GPU (torch runtime); decoding on the CPU")
         return None
+    from .model.torch_runtime import TorchClassifier
+
+    assert isinstance(classifier, TorchClassifier)
+    importlib.import_module(f"{__package__}.device_decode")  # torchvision loaded now, not by the first request
     logger.info("JPEGs are decoded on %s (nvJPEG); other images on the CPU", classifier.device)
     return classifier.device
 

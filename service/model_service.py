@@ -16,13 +16,10 @@ from typing import TYPE_CHECKING
 
 import bentoml
 import numpy as np
-import torch
 
 from .config import INT8_MODEL_NAME, MODEL_NAME, ModelSettings
-from .model.runtime import Classifier, RuntimeChoice, SettingsConflict, choose
+from .model.runtime import Classifier, RuntimeChoice, SettingsConflict, WeightsError, choose, cuda_available
 from .model.store import read_openvino, read_weights
-from .model.torch_runtime import TorchClassifier, log_cuda_versions
-from .model.weights import WeightsError, build_resnet18, load_state_dict
 from .schemas import ModelInfo
 from .timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
 
@@ -34,19 +31,29 @@ logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own 
 SETTINGS = ModelSettings.from_env()
 
 
-def _on_gpu() -> bool:
-    """Whether the model runs on a GPU, by the one rule (service.model.runtime.choose): it sizes the
-    worker count and the latency target before the model loads."""
+def _cuda_available() -> bool:
+    """Whether torch sees a GPU; not asked (torch not even imported) when RESNET18_DEVICE=cpu, where the
+    answer changes nothing (service.model.runtime.choose)."""
+    return SETTINGS.device != "cpu" and cuda_available()
+
+
+def _choose() -> RuntimeChoice:
+    return choose(SETTINGS.runtime, SETTINGS.device, SETTINGS.precision, cuda_available=_cuda_available())
+
+
+def _expected() -> tuple[bool, bool]:
+    """(on a GPU, runs torch), by the one rule (service.model.runtime.choose): they size the worker
+    count, the latency target and torch's threads before the model loads."""
     try:
-        choice = choose(SETTINGS.runtime, SETTINGS.device, SETTINGS.precision, cuda_available=torch.cuda.is_available())
+        choice = _choose()
     except SettingsConflict:
-        return False  # start-up fails in LoadedModel, with the message
+        return False, False  # start-up fails in LoadedModel, with the message
     except RuntimeError:
-        return True  # CUDA asked for and unusable: a GPU instance that stays up, never ready
-    return choice.device == "cuda"
+        return True, False  # CUDA asked for and unusable: a GPU instance that stays up, never ready
+    return choice.device == "cuda", choice.runtime == "torch"
 
 
-ON_GPU = _on_gpu()
+ON_GPU, RUNS_TORCH = _expected()
 # The latency target: admission (service.admission) sheds what could not be answered within it, and
 # BentoML's batching sheds what still waits for its batch longer than it.
 MAX_LATENCY_MS = SETTINGS.max_latency_ms or (MAX_LATENCY_MS_GPU if ON_GPU else MAX_LATENCY_MS_CPU)
@@ -75,13 +82,17 @@ class LoadedModel:
     def __init__(
         self, reference: bentoml.models.BentoModel | None, int8_reference: bentoml.models.BentoModel | None = None
     ) -> None:
-        log_cuda_versions()
+        if RUNS_TORCH or ON_GPU:
+            try:
+                from .model.torch_runtime import log_cuda_versions
+            except ImportError:  # the CPU image, told RESNET18_DEVICE=cuda: never ready, with the reason below
+                logger.error("torch is not installed here (the CPU image?): no CUDA")
+            else:
+                log_cuda_versions()
         self.classifier: Classifier | None = None
         self.not_ready_reason: str | None = None
         try:
-            choice = choose(
-                SETTINGS.runtime, SETTINGS.device, SETTINGS.precision, cuda_available=torch.cuda.is_available()
-            )
+            choice = _choose()
         except RuntimeError as exc:  # a SettingsConflict (ValueError) is not caught: start-up fails
             # Stay up but never ready: the load balancer keeps traffic away and the reason is logged.
             self.not_ready_reason = str(exc)
@@ -159,7 +170,10 @@ class _Source:
             stored = int8_reference.stored
             description = str(stored.info.metadata.get("weights", "unknown"))
             return cls(str(stored.tag), description, True, _openvino_from(read_openvino(stored)))
-        if SETTINGS.weights is not None:
+        if SETTINGS.weights is not None:  # development: torch reads the state dict, whatever runs it
+            from .model.torch_runtime import TorchClassifier
+            from .model.weights import build_resnet18, load_state_dict
+
             state, description = load_state_dict(SETTINGS.weights)
             description = f"RESNET18_WEIGHTS={SETTINGS.weights}: {description}"
 
@@ -181,10 +195,28 @@ class _Source:
         entry = reference.stored
         trained = entry.info.labels.get("trained") != "no"
         description = str(entry.info.metadata.get("weights", "unknown"))
-        if choice is not None and choice.runtime == "openvino":
+        if choice is None:  # never ready (CUDA asked for and unusable): nothing to read or build
+            return cls(str(entry.tag), description, trained, _unavailable)
+        if choice.runtime == "openvino":
             return cls(str(entry.tag), description, trained, _openvino_from(read_openvino(entry)))
-        stored = read_weights(entry)
-        return cls(stored.tag, description, trained, lambda c: TorchClassifier(build_resnet18(stored.state_dict), c))
+        return cls(str(entry.tag), description, trained, _torch_from(entry))
+
+
+def _unavailable(choice: RuntimeChoice) -> Classifier:
+    raise AssertionError("no runtime is built without a runtime choice")
+
+
+def _torch_from(entry: bentoml.Model) -> Callable[[RuntimeChoice], Classifier]:
+    # torch loads only where it runs: the CPU image carries none.
+    from .model.torch_runtime import TorchClassifier
+    from .model.weights import build_resnet18
+
+    stored = read_weights(entry)
+
+    def build(choice: RuntimeChoice) -> Classifier:
+        return TorchClassifier(build_resnet18(stored.state_dict), choice)
+
+    return build
 
 
 def _openvino_from(served: ov.Model) -> Callable[[RuntimeChoice], Classifier]:

@@ -1,22 +1,27 @@
-"""Bytes -> validated RGB image -> the uint8 tensor the model worker normalises on its device.
+"""Bytes -> validated RGB image -> the uint8 crop the model worker normalises on its device.
 
 Two steps, as in torchvision's transforms: :func:`decode_image` turns untrusted upload bytes into an
-RGB ``PIL.Image`` (or raises :class:`ImageError`, a client error), and :data:`to_model_input` applies
+RGB ``PIL.Image`` (or raises :class:`ImageError`, a client error), and :func:`to_model_input` applies
 ResNet18's standard ImageNet preprocessing (resize the shorter side to 256, center crop 224) and
 stops at uint8: the float conversion and mean/std normalisation happen in the model worker, on its
-device, so 4x fewer bytes cross the process boundary. The split is exact: ``to_model_input`` then
-:func:`normalize` equals ``ResNet18_Weights.IMAGENET1K_V1.transforms()`` on the same image.
+device (folded into the OpenVINO model; :func:`normalize` for torch), so 4x fewer bytes cross the
+process boundary. The split is exact: ``to_model_input`` then :func:`normalize` equals
+``ResNet18_Weights.IMAGENET1K_V1.transforms()`` on the same image.
+
+PIL and numpy only: this runs in the CPU image, which carries no torch (tests/test_no_torch.py).
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision import transforms
+
+if TYPE_CHECKING:
+    import torch
 
 RESIZE = 256
 CROP = 224
@@ -37,23 +42,30 @@ BACKGROUND = (255, 255, 255)
 # per-deployment limit (RESNET18_MAX_IMAGE_PIXELS) itself, from the header, before decoding.
 Image.MAX_IMAGE_PIXELS = None
 
-# On PIL images these are PIL operations: no torch operator (and so no OpenMP team) in decoding threads.
-resize_and_crop = transforms.Compose(
-    [
-        transforms.Resize(RESIZE, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
-        transforms.CenterCrop(CROP),
-    ]
-)
+
+def resize_and_crop(image: Image.Image) -> Image.Image:
+    """The shorter side to RESIZE (bilinear, antialiased), then the centre CROP x CROP square.
+
+    torchvision's ``Resize(256, antialias=True)`` + ``CenterCrop(224)`` on a PIL image are these very PIL
+    calls, with sizes and offsets computed as here (torchvision/transforms/functional.py:
+    ``_compute_resized_output_size``, ``center_crop``): byte-identical crops (tests/test_preprocessing.py).
+    PIL always antialiases a bilinear downscale. No torch operator, so no OpenMP team, in decoding threads."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = RESIZE, int(RESIZE * long / short)
+    new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+    # Never smaller than the crop (the shorter side is now 256 > 224), so torchvision's padding never applies.
+    top = round((new_height - CROP) / 2.0)  # torchvision: int(round(...)), the same banker's rounding
+    left = round((new_width - CROP) / 2.0)
+    return image.crop((left, top, left + CROP, top + CROP))
 
 
-def to_model_input(image: Image.Image) -> torch.Tensor:
-    """RGB image -> uint8 CHW 3x224x224, as ``transforms.PILToTensor`` would give, made with numpy.
-
-    PILToTensor's final copy is a torch operator, parallelised with OpenMP: run in a decoding thread,
-    it starts an OpenMP team there that spins against the forward pass's own (2 cores: forward passes
-    of batch 8 varied from 95 to 330 ms inside the server)."""
+def to_model_input(image: Image.Image) -> np.ndarray:
+    """RGB image -> uint8 CHW 3x224x224, as ``transforms.PILToTensor`` would give, made with numpy."""
     pixels = np.asarray(resize_and_crop(image))  # HWC
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 class ImageError(ValueError):
@@ -131,14 +143,16 @@ def _high_bit_depth_to_rgb(image: Image.Image) -> Image.Image:
     return gray.convert("RGB")
 
 
-def normalize(batch: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 NCHW -> ImageNet-normalised float, on ``batch``'s device (the second half of the transform)."""
+def normalize(batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """uint8 NCHW -> ImageNet-normalised float (float32 unless ``dtype``), on ``batch``'s device: the second
+    half of the transform, for the torch runtime (OpenVINO has it folded into its model)."""
+    import torch  # only where torch runs
+
     mean = torch.tensor(IMAGENET_MEAN, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
-    return ((batch.to(torch.float32) / 255.0 - mean) / std).to(dtype)
+    return ((batch.to(torch.float32) / 255.0 - mean) / std).to(dtype or torch.float32)
 
 
-def preprocess(data: bytes, max_pixels: int) -> torch.Tensor:
-    """Upload bytes -> uint8 3x224x224 tensor (raises ImageError on bad input)."""
-    crop: torch.Tensor = to_model_input(decode_image(data, max_pixels).image)
-    return crop
+def preprocess(data: bytes, max_pixels: int) -> np.ndarray:
+    """Upload bytes -> uint8 3x224x224 array (raises ImageError on bad input)."""
+    return to_model_input(decode_image(data, max_pixels).image)

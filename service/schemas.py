@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .model.weights import LABELS
+from .model.labels import LABELS
 
 TOP_K = 5
 

@@ -15,6 +15,7 @@ import pytest
 from bench import goals
 from bench.__main__ import AGREEMENT_PHOTOS, default_runtime
 from bench.load import _percentile
+from infra.plan.capacity import read_capacities
 from tests.server import REPO
 
 
@@ -44,7 +45,8 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
     runtime, precision = default_runtime("cpu")
     default = f"service ({runtime} {precision})"
     names = [server["name"] for server in results["servers"]]
-    assert names == ["baseline (Flask, fp32)", "service (torch fp32)", default, "service (openvino int8)"]
+    served = ["service (torch fp32)", "service (openvino fp32)", default, "service (openvino int8)"]
+    assert names == ["baseline (Flask, fp32)", *dict.fromkeys(served)]  # fp32 is the default without native bf16
     for server in results["servers"]:
         assert [level["concurrency"] for level in server["levels"]] == [1, goals.TARGET_CONCURRENCY]
         for level in server["levels"]:
@@ -69,17 +71,30 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
         assert math.isfinite(goal["value"])
         assert goal["met"] == goals.OPERATORS[goal["op"]](goal["value"], goal["target"])
 
-    # The planner's interface: exactly these keys, figures taken from the default-precision service.
-    capacity = results["capacity"]
-    assert set(capacity) == {
-        "device", "gpu_name", "runtime", "precision", "cpu_ms_per_image_outside_model", "cpu_ms_per_image",
-        "model_ceiling_images_per_s", "cpus", "measured",
-    }  # fmt: skip
-    assert (capacity["runtime"], capacity["precision"]) == (runtime, precision)
-    level = goals.level(results, default, goals.TARGET_CONCURRENCY)
-    assert capacity["cpu_ms_per_image"] == level["server_cpu_ms_per_image"]
-    assert capacity["cpu_ms_per_image_outside_model"] == level["cpu_ms_per_image_outside_model"]
-    assert capacity["model_ceiling_images_per_s"] == max(
-        r["images_per_s"] for r in results["raw"] if r["precision"] == precision and r["model"] == runtime
-    )
+    # The planner's interface: exactly these keys, one object per served configuration, figures taken from
+    # that server's levels; `capacity` is the default configuration's; capacity.json holds just them.
+    capacities = results["capacities"]
+    assert [f"service ({c['runtime']} {c['precision']})" for c in capacities] == list(dict.fromkeys(served))
+    assert results["capacity"] == next(c for c in capacities if (c["runtime"], c["precision"]) == (runtime, precision))
+    for capacity in capacities:
+        assert set(capacity) == {
+            "device", "gpu_name", "runtime", "precision", "cpu_ms_per_image_outside_model", "cpu_ms_per_image",
+            "model_ceiling_images_per_s", "base_latency_ms", "cpus", "cpu_model", "threads_per_core", "cpu_features",
+            "measured",
+        }  # fmt: skip
+        name = f"service ({capacity['runtime']} {capacity['precision']})"
+        level = goals.level(results, name, goals.TARGET_CONCURRENCY)
+        assert capacity["cpu_ms_per_image"] == level["server_cpu_ms_per_image"]
+        assert capacity["cpu_ms_per_image_outside_model"] == level["cpu_ms_per_image_outside_model"]
+        assert capacity["base_latency_ms"] == goals.level(results, name, 1)["p50_ms"]
+        model = "openvino" if capacity["runtime"] == "openvino" else "service"
+        assert capacity["model_ceiling_images_per_s"] == max(
+            r["images_per_s"] for r in results["raw"] if r["precision"] == capacity["precision"] and r["model"] == model
+        )
+    kept = json.loads((tmp_path / "capacity.json").read_text())
+    assert kept["capacities"] == capacities
+    planned = read_capacities(tmp_path / "capacity.json")  # what `python -m infra.plan --benchmark` reads
+    assert [(m.runtime, m.precision, m.cpu_ms_per_image) for m in planned] == [
+        (c["runtime"], c["precision"], c["cpu_ms_per_image"]) for c in capacities
+    ]
     assert (tmp_path / "throughput.png").stat().st_size > 10_000

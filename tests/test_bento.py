@@ -120,3 +120,75 @@ def containerize_script(code: str, home: Path, check: bool = True, **env_vars: s
     """Python ``code`` run from the repository (as container/build.sh runs bentoml) with the test's store."""
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **env_vars}
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=check)
+
+
+# --- the CPU bento (bentofile.cpu.yaml) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cpu_bento(model_store: tuple[Path, str]) -> tuple[str, Path]:
+    home, _ = model_store
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop("RESNET18_WEIGHTS", None)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("bentoml")), "build", "-f", "bentofile.cpu.yaml", "--output", "tag"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = tag.split(":")
+    return tag, home / "bentos" / name / version
+
+
+def test_cpu_bento_has_no_torch_and_the_same_pins(cpu_bento: tuple[str, Path]) -> None:
+    """requirements.cpu.lock.txt: the GPU lock's versions, minus torch and everything only it needs."""
+    tag, path = cpu_bento
+    assert tag.startswith("elastic-resnet-cpu:")
+    pins = dict(
+        line.split("==", 1)
+        for line in (path / "env" / "python" / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    gpu_pins = dict(
+        line.split("==", 1) for line in (REPO / "requirements.lock.txt").read_text().splitlines() if "==" in line
+    )
+    assert not {"torch", "torchvision", "triton"} & set(pins)
+    assert [name for name in pins if name.startswith(("nvidia", "cuda"))] == ["nvidia-ml-py"]  # bentoml's NVML
+    assert {name: version for name, version in pins.items() if gpu_pins.get(name) != version} == {}
+    assert {"bentoml", "openvino", "pillow", "numpy"} <= set(pins)
+
+
+def test_cpu_containerize_context_holds_the_model_and_cpu_settings(
+    cpu_bento: tuple[str, Path], model_store: tuple[Path, str]
+) -> None:
+    tag, _ = cpu_bento
+    home, model_tag = model_store
+    code = f"""
+import bentoml, pathlib
+from bentoml._internal.container import construct_containerfile
+from container.upstream import containerize_tempdir
+bento = bentoml.bentos.get({tag!r})
+with containerize_tempdir(), construct_containerfile(bento, enable_buildkit=False) as (context, dockerfile):
+    root = pathlib.Path(context)
+    print("DOCKERFILE_BEGIN"); print(pathlib.Path(dockerfile).read_text()); print("DOCKERFILE_END")
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            print("FILE", p.relative_to(root), p.stat().st_size)
+"""
+    result = containerize_script(code, home)
+    dockerfile = result.stdout.split("DOCKERFILE_BEGIN", 1)[1].split("DOCKERFILE_END", 1)[0]
+    files = dict(re.findall(r"^FILE (\S+) (\d+)$", result.stdout, re.MULTILINE))
+    name, version = model_tag.split(":")
+    openvino = f"models/{name}/{version}/openvino/resnet18"
+    assert int(files[f"{openvino}.bin"]) > 40_000_000 and f"{openvino}.xml" in files
+    assert "src/service/model/openvino_runtime.py" in files
+    assert "RESNET18_DEVICE" in dockerfile and "NVIDIA" not in dockerfile and "triton" not in dockerfile
+    lines = re.sub(r"\\\n", " ", dockerfile).splitlines()
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    assert not any("apt-get" in line or "build-essential" in line for line in instructions)
+    [install] = [line for line in instructions if line.startswith("RUN") and "install.sh" in line]
+    assert install.endswith("rm -rf /root/.cache/uv")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import openvino as ov
-import torch
 
 from ..preprocessing import CROP, IMAGENET_MEAN, IMAGENET_STD
 from .runtime import RuntimeChoice
+
+if TYPE_CHECKING:  # torch converts the model at import (service.model.store); serving needs none
+    import torch
 
 IR_FILE = "resnet18.xml"  # with resnet18.bin beside it, inside a model-store entry's openvino/ folder
 # What OpenVINO computes the layers it does not run in INT8 in. Pinned: on a CPU with bf16 OpenVINO
@@ -31,6 +33,8 @@ CACHE_DIR = Path(tempfile.gettempdir()) / "resnet18-openvino-cache"
 
 def export(model: torch.nn.Module) -> ov.Model:
     """torchvision ResNet18 -> the OpenVINO model as served: uint8 crops in, probabilities out."""
+    import torch
+
     with_softmax = torch.nn.Sequential(model.eval(), torch.nn.Softmax(dim=1)).eval()
     converted = ov.convert_model(with_softmax, example_input=torch.zeros(1, 3, CROP, CROP), input=[(-1, 3, CROP, CROP)])
     return with_uint8_input(converted)

@@ -65,7 +65,7 @@ def read_folder(folder: Path) -> Folder:
         name = str(path.relative_to(folder))
         try:
             data = path.read_bytes()
-            crops.append(preprocess(data, MAX_PIXELS).numpy())
+            crops.append(preprocess(data, MAX_PIXELS))
         except (OSError, ImageError) as exc:
             skipped.append(f"{name}: {exc}")
             continue

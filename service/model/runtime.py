@@ -21,6 +21,21 @@ class SettingsConflict(ValueError):
     """Settings that cannot run together (e.g. int8 on torch): start-up fails with this message."""
 
 
+class WeightsError(RuntimeError):
+    """Weights that cannot be loaded: start-up must fail with this message, never fall back."""
+
+
+def cuda_available() -> bool:
+    """torch is importable and sees a GPU. The CPU image carries no torch: no GPU for this service there.
+
+    The one place the OpenVINO path may touch torch, and only to ask; a missing torch is an answer."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 @dataclass(frozen=True)
 class RuntimeChoice:
     runtime: Runtime

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bentoml
-import torch
 
 from ..config import INT8_MODEL_NAME, MODEL_NAME
 from . import quantize
-from .weights import STATE_DICT_FILE, WeightsError, build_resnet18, load_state_dict, sha256_of
+from .runtime import WeightsError
 
-if TYPE_CHECKING:  # OpenVINO is imported where it is used: the GPU path never loads it
-    import openvino as ov
+if TYPE_CHECKING:  # each runtime's package is imported where it is used: the torch path never loads
+    import openvino as ov  # OpenVINO, and the OpenVINO path (the CPU image has no torch) never loads torch
+    import torch
 
 logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own loggers
 
@@ -44,6 +44,8 @@ def import_weights(source: str, if_missing: bool = False, or_untrained: bool = F
     With ``or_untrained``, weights that cannot be loaded are replaced by untrained ones, loudly: the
     fallback of `make serve` on a machine without internet.
     """
+    from .weights import load_state_dict
+
     if if_missing:
         try:
             existing = bentoml.models.get(f"{MODEL_NAME}:latest")
@@ -72,8 +74,10 @@ def import_weights(source: str, if_missing: bool = False, or_untrained: bool = F
 
 def _save(state_dict: dict[str, torch.Tensor] | None, description: str, source: str) -> str:
     import openvino as ov
+    import torch
 
     from . import openvino_runtime
+    from .weights import STATE_DICT_FILE, build_resnet18
 
     served = openvino_runtime.export(build_resnet18(state_dict))  # before create: nothing half-written
     with bentoml.models.create(
@@ -93,7 +97,11 @@ def _save(state_dict: dict[str, torch.Tensor] | None, description: str, source: 
 
 
 def read_weights(model: bentoml.Model) -> StoredWeights:
-    """Read a store entry written by :func:`import_weights`."""
+    """Read a store entry written by :func:`import_weights` (the torch runtime's state dict)."""
+    import torch
+
+    from .weights import STATE_DICT_FILE
+
     description = str(model.info.metadata.get("weights", "unknown"))
     path = model.path_of(STATE_DICT_FILE)
     state_dict: dict[str, torch.Tensor] | None = None
@@ -132,6 +140,7 @@ def import_int8(
     import openvino as ov
 
     from . import openvino_runtime
+    from .weights import STATE_DICT_FILE, sha256_of
 
     threshold = quantize.DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement
     try:

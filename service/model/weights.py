@@ -15,15 +15,13 @@ from pathlib import Path
 import torch
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
+from .labels import NUM_CLASSES
+from .runtime import WeightsError
+
+__all__ = ["IMAGENET_WEIGHTS", "STATE_DICT_FILE", "WeightsError", "build_resnet18", "load_state_dict", "sha256_of"]
+
 IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
-# Class names ship inside torchvision's weights metadata, so labels need no download.
-LABELS: list[str] = list(IMAGENET_WEIGHTS.meta["categories"])
-NUM_CLASSES = len(LABELS)
 STATE_DICT_FILE = "resnet18.pth"  # file name inside a BentoML model-store entry
-
-
-class WeightsError(RuntimeError):
-    """Weights that cannot be loaded: start-up must fail with this message, never fall back."""
 
 
 def sha256_of(path: Path) -> str:

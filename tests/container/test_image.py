@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -11,10 +12,12 @@ import pytest
 from container.template import removed_cuda_libraries
 from infra.container import STOP_TIMEOUT_S
 from tests import images
-from tests.container.conftest import Container, podman
+from tests.container.conftest import VARIANT, Container, podman
 from tests.server import Server
 
 pytestmark = pytest.mark.server
+gpu_image = pytest.mark.skipif(VARIANT != "gpu", reason="the GPU image's contents")
+cpu_image = pytest.mark.skipif(VARIANT != "cpu", reason="the CPU image's contents")
 
 
 def test_runs_hardened_as_non_root(container: Container) -> None:
@@ -34,11 +37,12 @@ def test_runs_hardened_as_non_root(container: Container) -> None:
     assert podman("exec", container.name, "sh", "-c", 'test -d "$BENTOML_HOME" && echo ok').stdout.strip() == "ok"
 
 
+@gpu_image
 def test_image_leaves_out_triton_and_cuda_libraries_nothing_loads(container: Container) -> None:
     """container/Dockerfile.j2's removals, checked in the image: triton is not installed, and no file left in
     the venv names a removed CUDA library, so none can need it (DT_NEEDED) or dlopen it. The CUDA libraries
-    torch does load are all there: the model worker imported torch (libtorch_cuda and its dependencies are
-    loaded even on a CPU) to answer /readyz."""
+    torch does load are all there (libtorch_cuda and its dependencies load with `import torch`, even on a
+    CPU): docs/container.md, "Kept, on purpose"."""
     find_triton = "import importlib.util; print(importlib.util.find_spec('triton'))"
     assert podman("exec", container.name, "python", "-c", find_triton).stdout.strip() == "None"
     stems = [arg for name in removed_cuda_libraries() for arg in ("-e", name.removeprefix("lib").split(".so")[0])]
@@ -52,6 +56,40 @@ def test_image_leaves_out_triton_and_cuda_libraries_nothing_loads(container: Con
         if not path.endswith(("/RECORD", ".h")) and "/cuda/pathfinder/_dynamic_libs/" not in path
     ]
     assert loaders == []
+
+
+@cpu_image
+def test_cpu_image_has_no_torch(container: Container) -> None:
+    """bentofile.cpu.yaml: no torch, torchvision, triton or CUDA wheel in the image, and the service, which
+    answered /readyz, runs OpenVINO without them."""
+    code = (
+        "import importlib.util, json, pathlib, sys, sysconfig\n"
+        "site = pathlib.Path(sysconfig.get_paths()['purelib'])\n"
+        "names = ('torch', 'torchvision', 'triton', 'nvidia')\n"
+        "print(json.dumps([sys.prefix, [n for n in names if importlib.util.find_spec(n)],"
+        " sorted(p.name for p in site.glob('nvidia*'))]))"
+    )
+    prefix, found, nvidia = json.loads(podman("exec", container.name, "python", "-c", code).stdout)
+    assert prefix == "/app/.venv" and found == []
+    assert all(name.startswith("nvidia_ml_py-") for name in nvidia), nvidia  # bentoml's NVML bindings only
+    info = httpx.post(f"{container.url}/predict", files={"image": ("x", images.grayscale_jpeg())}, timeout=60)
+    assert info.status_code == 200 and info.json()["model"]["runtime"] == "openvino"
+    assert info.json()["model"]["precision"] == "fp32"
+
+
+@cpu_image
+@pytest.mark.parametrize(
+    "data", [images.grayscale_jpeg(), images.twelve_megapixel_jpeg()], ids=["grayscale-jpeg", "12mp-jpeg"]
+)
+def test_int8_predict_equals_bentoml_serve(int8_container: Container, int8_reference: Server, data: bytes) -> None:
+    """The image's INT8 model (the store's resnet18-int8, packed into the bento) answers as `bentoml serve`'s."""
+    files = {"image": ("x", data)}
+    got = httpx.post(f"{int8_container.url}/predict", files=files, timeout=120)
+    expected = httpx.post(f"{int8_reference.url}/predict", files=files, timeout=120)
+    assert got.status_code == expected.status_code == 200, got.text
+    assert got.json() == expected.json()
+    model = got.json()["model"]
+    assert (model["runtime"], model["precision"]) == ("openvino", "int8") and model["tag"].startswith("resnet18-int8:")
 
 
 @pytest.mark.parametrize(
