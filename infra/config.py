@@ -198,6 +198,10 @@ class FleetConfig(_Section):
     image_uri: str | None = Field(None, description="a full image URI; default: this stack's ECR repository")
     service_env: dict[str, str] = Field(default_factory=dict, description="RESNET18_* settings for the container")
     log_retention_days: int = 30
+    # The hardened container runs with a read-only root (infra/container.py). false: the documented fallback
+    # for an NVIDIA container toolkit that refuses one (1.20.0): no --read-only, all else hardened as before;
+    # `pulumi up` warns while it is off.
+    container_read_only: bool = Field(True, description="false: the container's root is writable (GPU fallback)")
 
     @field_validator("instance_type")
     @classmethod

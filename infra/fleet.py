@@ -193,6 +193,8 @@ class Fleet(pulumi.ComponentResource):
                     service_env=args.config.service_env,
                     api_keys_parameter=args.access.api_keys_parameter,
                     kind=kind,
+                    instance_type=args.config.instance_type,
+                    container_read_only=args.config.container_read_only,
                 )
             )
         )

@@ -8,6 +8,7 @@ import pulumi_aws as aws
 from .access import AbuseProtection, AbuseProtectionArgs, CostGuard, CostGuardArgs, web_acl_metric
 from .config import READINESS_PATH, SERVICE_PORT, StackConfig
 from .fleet import Fleet, FleetArgs
+from .gpu_requirements import MIN_DRIVER_VERSION, ami_driver_warning
 from .instance_types import KINDS, InstanceKind
 from .load_balancer import LoadBalancer, LoadBalancerArgs
 from .network import Network, NetworkArgs
@@ -70,6 +71,12 @@ def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
             f"fleet.amiId is not set: the AMI comes from {config.fleet.ami_ssm_parameter}, resolved at every "
             "`pulumi up`, so each new release replaces every instance. Pin it (docs/deploy.md, 'Pin the AMI')."
         )
+    elif config.fleet.instance.gpus:
+        warning = pinned_ami_warning(config.fleet.ami_id)
+        if warning:
+            pulumi.log.warn(warning)
+    if not config.fleet.container_read_only:
+        pulumi.log.warn(read_only_off_warning(config.fleet.instance.gpus))
     ami_id = config.fleet.ami_id or aws.ssm.get_parameter(name=config.fleet.ami_ssm_parameter).value
     fleet = Fleet(
         "fleet",
@@ -157,3 +164,32 @@ def tag_mismatch(image: str, kind: InstanceKind) -> str | None:
                 f"{kind.name.upper()} image ...-{kind.image_variant})"
             )
     return None
+
+
+def pinned_ami_warning(ami_id: str) -> str | None:
+    """A warning when the pinned GPU AMI is known to be older than the driver the image needs (its name or
+    description names its driver or its release date: infra/gpu_requirements.py), or cannot be looked up.
+    Never a failure: the instances' boot check abandons a launch on an old driver, saying why."""
+    try:
+        ami = aws.ec2.get_ami(filters=[{"name": "image-id", "values": [ami_id]}], include_deprecated=True)
+    except Exception as exc:  # no such AMI, no ec2:DescribeImages: the boot check still guards the driver
+        return (
+            f"fleet.amiId {ami_id} could not be looked up ({str(exc).splitlines()[0] if str(exc) else exc!r}): "
+            f"whether its NVIDIA driver is >= {MIN_DRIVER_VERSION} is checked only when an instance boots"
+        )
+    return ami_driver_warning(ami_id, ami.name, ami.description)
+
+
+def read_only_off_warning(gpus: int) -> str:
+    """fleet.containerReadOnly: false is never silent."""
+    why = (
+        "the fallback for an NVIDIA container toolkit that refuses a read-only container (1.20.0): keep it off "
+        "only while the AMI has that toolkit; one with the fix (NVIDIA/nvidia-container-toolkit#2028) runs the "
+        "hardened set"
+        if gpus
+        else "a CPU instance has no NVIDIA container toolkit to need it: turn it back on"
+    )
+    return (
+        "fleet.containerReadOnly is false: the service container runs with a WRITABLE root filesystem "
+        f"(tmpfs /tmp, no capabilities and no-new-privileges stay): {why} (docs/deploy.md)."
+    )

@@ -1,5 +1,9 @@
 """Renders the instances' first-boot script (templates/user-data.sh.j2) and the CloudWatch agent's
-configuration it installs, for either kind of instance (infra/instance_types.py)."""
+configuration it installs, for either kind of instance (infra/instance_types.py).
+
+A boot that cannot end in a ready service abandons the launch at once and says why (the template's
+``abandon_launch``): on an instance type with GPUs, the NVIDIA driver is checked against the image's minimum
+(infra/gpu_requirements.py) and the GPU count against the type's, before the image is pulled."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from pathlib import Path
 import jinja2
 
 from .container import hardened_run_flags
-from .instance_types import InstanceKind
+from .gpu_requirements import CUDA_VERSION, MIN_DRIVER_VERSION
+from .instance_types import INSTANCE_TYPES, InstanceKind
 from .signals import (
     AGENT_NAMESPACE,
     CLIENT_ENDPOINTS,
@@ -54,8 +59,20 @@ class UserDataParams:
     ready_timeout_s: int  # counted from boot
     terminate_hook_timeout_s: int  # how long the terminating hook waits (infra/fleet.py)
     kind: InstanceKind  # GPU or CPU: container flags, held driver packages, the agent's plugins
+    instance_type: str  # its GPU count is what the boot check expects nvidia-smi to list
     service_env: dict[str, str] = field(default_factory=dict)
     api_keys_parameter: str | None = None  # SSM parameter name; None: the service runs without keys
+    # fleet.containerReadOnly: False runs the container with infra/container.py's fallback flags (no --read-only)
+    container_read_only: bool = True
+
+    def __post_init__(self) -> None:
+        if INSTANCE_TYPES[self.instance_type].kind is not self.kind:
+            raise ValueError(f"{self.instance_type} is not a {self.kind.name.upper()} type")
+
+    @property
+    def expected_gpus(self) -> int:
+        """The GPUs nvidia-smi must list at boot; 0 (a CPU type): no GPU check at all."""
+        return INSTANCE_TYPES[self.instance_type].gpus
 
 
 def agent_config(log_group: str, kind: InstanceKind) -> dict[str, object]:
@@ -133,7 +150,10 @@ def render(params: UserDataParams) -> str:
         agent_config=json.dumps(agent_config(params.log_group, params.kind), indent=2),
         prometheus_config=prometheus_config(params.asg_name, params.service_port),
         dpkg_lock_timeout_s=DPKG_LOCK_TIMEOUT_S,
-        run_flags=hardened_run_flags("docker"),
+        run_flags=hardened_run_flags("docker", read_only=params.container_read_only),
+        expected_gpus=params.expected_gpus,
+        min_driver=MIN_DRIVER_VERSION,
+        cuda_version=CUDA_VERSION,
         kind_flags=params.kind.run_flags,
         aws_cli_url=AWS_CLI_URL,
         service_uid=SERVICE_UID,

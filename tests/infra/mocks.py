@@ -22,6 +22,10 @@ from infra.stack import build
 
 ACCOUNT = "123456789012"
 MOCK_AMI = "ami-0123456789abcdef0"
+# aws.ec2.get_ami's answer for a pinned fleet.amiId (the stack reads its name and description for the
+# driver it ships): by image id; any other id is a recent DLAMI. A test may add entries (monkeypatch).
+CURRENT_DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20261201"
+AMIS: dict[str, dict[str, str]] = {}
 
 
 @dataclass
@@ -68,6 +72,12 @@ class Mocks(pulumi.runtime.Mocks):
             }, []
         if args.token == "aws:ssm/getParameter:getParameter":
             return {"name": args.args["name"], "value": MOCK_AMI, "type": "String"}, []
+        if args.token == "aws:ec2/getAmi:getAmi":
+            (image_id,) = next(f["values"] for f in args.args["filters"] if f["name"] == "image-id")
+            if image_id not in AMIS and image_id.startswith("ami-000000"):  # a test's missing AMI: the
+                return {}, [("filters", "Your query returned no results")]  # data source's failure, as the engine's
+            found = {"name": CURRENT_DLAMI_NAME, "description": "Supported EC2 instances: G4dn, G5, G6, P4d, P5"}
+            return {"id": image_id, "imageId": image_id, **AMIS.get(image_id, found)}, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/test", "userId": "test"}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")

@@ -247,3 +247,20 @@ def test_a_changed_instance_type_takes_the_new_kinds_defaults() -> None:
     assert cpu.fleet.ready_timeout_s == 1500 and cpu.asg_name == "elastic-resnet-dev-cpu"
     back = with_changes(cpu, "fleet", instance_type="g5.xlarge")
     assert (back.fleet.ami_ssm_parameter, back.fleet.root_volume_gb) == (GPU.ami_parameter, 100)
+
+
+@pytest.mark.parametrize(("given", "read_only"), [(None, True), ("true", True), ("false", False), (False, False)])
+def test_container_read_only_is_a_fleet_key_defaulting_to_on(tmp_path: Path, given: object, read_only: bool) -> None:
+    """fleet.containerReadOnly (issue 20): the GPU fallback for a toolkit that refuses a read-only root, through
+    the CLI layer like every key (`pulumi config set --path` may store the boolean as a string)."""
+    fleet = {} if given is None else {"containerReadOnly": given}
+    assert cli({"fleet": json.dumps(fleet)}).fleet.container_read_only is read_only
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    key = "" if given is None else f"    containerReadOnly: {str(given).lower()}\n"
+    stack_file.write_text("config:\n  aws:region: us-east-1\n  elastic-resnet:fleet:\n    minSize: 1\n" + key)
+    assert load_stack_file(stack_file).fleet.container_read_only is read_only
+
+
+def test_container_read_only_refuses_what_is_not_a_boolean() -> None:
+    with pytest.raises(ConfigError, match=r"fleet\.containerReadOnly"):
+        cli({"fleet": '{"containerReadOnly":"sometimes"}'})

@@ -18,6 +18,7 @@ import pytest
 
 from infra.instance_types import CPU, INSTANCE_TYPES
 from infra.signals import AGENT_NAMESPACE, SCRAPES_PER_PERIOD, step_for, wake_steps
+from tests.infra import mocks as mocks_module
 from tests.infra.mocks import MOCK_AMI, Declared, Mocks, cli_config_of, run_cli_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -686,3 +687,93 @@ def test_an_image_tag_of_the_other_kind_is_warned_about(fleet: dict[str, str], t
         assert found == []
     else:
         assert len(found) == 1 and warned in found[0]
+
+
+# --- issue 20: a pinned GPU AMI older than the image's driver, the read-only fallback ------------------------
+
+OLD_DLAMI = "ami-0aaaaaaaaaaaaaaa1"
+DRIVER_NAMED = "ami-0bbbbbbbbbbbbbbb2"
+MISSING_AMI = "ami-0000000000000bad"
+
+
+@pytest.fixture
+def amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        mocks_module,
+        "AMIS",
+        {
+            OLD_DLAMI: {
+                "name": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20250815",
+                "description": "Supported EC2 instances: G4dn, G5, G6, Gr6, G6e, P4d, P4de, P5, P5e, P5en",
+            },
+            DRIVER_NAMED: {"name": "team-gpu-base-2026", "description": "Ubuntu 24.04, NVIDIA driver 570.172.08"},
+        },
+    )
+
+
+def pinned(ami_id: str, **fleet: Any) -> Mocks:
+    stack, _ = run_cli_config({**REGION_ONLY, "elastic-resnet:fleet": json.dumps({"amiId": ami_id, **fleet})})
+    return stack
+
+
+def driver_warnings(stack: Mocks) -> list[str]:
+    return [warning for warning in stack.warnings if "fleet.amiId" in warning]
+
+
+@pytest.mark.usefixtures("amis")
+@pytest.mark.parametrize(
+    ("ami_id", "warned"),
+    [
+        (OLD_DLAMI, "is a Deep Learning AMI of 2025-08-15, before 2025-10-31: DLAMIs that old may ship the R570"),
+        (DRIVER_NAMED, "ships NVIDIA driver 570.172.08; the GPU image's CUDA 13.0 needs >= 580.65.06"),
+        (MISSING_AMI, "could not be looked up"),
+        ("ami-0fedcba9876543210", None),  # a current DLAMI (the mock's default answer)
+    ],
+)
+def test_a_pinned_gpu_ami_older_than_the_images_driver_is_warned_about(ami_id: str, warned: str | None) -> None:
+    """Never a failure: the stack deploys either way (the instances' boot check is the authority)."""
+    stack = pinned(ami_id)
+    assert stack.one("launchTemplate:LaunchTemplate").inputs["imageId"] == ami_id
+    found = driver_warnings(stack)
+    if warned is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and warned in found[0], found
+    lookups = [args for token, args in stack.invoked if token == "aws:ec2/getAmi:getAmi"]
+    assert lookups == [{"filters": [{"name": "image-id", "values": [ami_id]}], "includeDeprecated": True}]
+
+
+@pytest.mark.usefixtures("amis")
+def test_a_pinned_cpu_ami_is_not_looked_up_for_a_driver() -> None:
+    stack = pinned(OLD_DLAMI, instanceType="c7a.large")
+    assert not any(token == "aws:ec2/getAmi:getAmi" for token, _ in stack.invoked)
+    assert driver_warnings(stack) == []
+
+
+def test_the_unpinned_default_is_not_looked_up(mocks: Mocks) -> None:
+    """The SSM parameter names the latest DLAMI: its driver is current by construction."""
+    assert not any(token == "aws:ec2/getAmi:getAmi" for token, _ in mocks.invoked)
+
+
+def test_the_read_only_root_is_on_by_default_and_off_only_with_a_warning(mocks: Mocks, tmp_path: Path) -> None:
+    assert "  --read-only \\\n" in user_data(mocks)
+    assert not any("containerReadOnly" in warning for warning in mocks.warnings)
+    stack_file = tmp_path / "Pulumi.gpu.yaml"
+    stack_file.write_text(
+        "config:\n  aws:region: us-east-1\n  elastic-resnet:fleet:\n    instanceType: g5.xlarge\n"
+        "    containerReadOnly: false\n"
+    )
+    stack, _ = run_cli_config(cli_config_of(stack_file), stack="gpu")
+    script = user_data(stack)
+    run = script[script.index("docker run --detach") :]
+    assert "--read-only" not in run.split() and "--cap-drop \\\n  ALL" in run and "--gpus all" in run
+    (warning,) = [warning for warning in stack.warnings if "containerReadOnly" in warning]
+    assert "WRITABLE root filesystem" in warning and "nvidia-container-toolkit#2028" in warning
+
+
+def test_the_read_only_fallback_on_a_cpu_fleet_is_warned_as_needless() -> None:
+    stack, _ = run_cli_config(
+        {**REGION_ONLY, "elastic-resnet:fleet": '{"containerReadOnly":false,"instanceType":"c7a.large"}'}
+    )
+    (warning,) = [warning for warning in stack.warnings if "containerReadOnly" in warning]
+    assert "a CPU instance has no NVIDIA container toolkit" in warning

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from infra.container import hardened_run_flags
-from infra.instance_types import CPU, GPU
+from infra.gpu_requirements import MIN_DRIVER_VERSION
+from infra.instance_types import CPU, GPU, INSTANCE_TYPES
 from infra.signals import CLIENT_ENDPOINTS, IN_FLIGHT_METRIC
 from infra.user_data import UserDataParams, agent_config, render
 
@@ -32,13 +33,19 @@ PARAMS = UserDataParams(
     ready_timeout_s=1200,
     terminate_hook_timeout_s=120,
     kind=GPU,
+    instance_type="g4dn.xlarge",
     service_env={"RESNET18_MAX_BATCH_SIZE": "64", "RESNET18_WEIGHTS": "/models/it's here.pth"},
 )
 
 
 # A CPU fleet's: its group, its kind, its shorter default deadline (fleet.readyTimeoutS follows the kind).
 CPU_PARAMS = dataclasses.replace(
-    PARAMS, asg_name="elastic-resnet-dev-cpu", kind=CPU, ready_timeout_s=CPU.ready_timeout_s, service_env={}
+    PARAMS,
+    asg_name="elastic-resnet-dev-cpu",
+    kind=CPU,
+    instance_type="c7a.large",
+    ready_timeout_s=CPU.ready_timeout_s,
+    service_env={},
 )
 
 
@@ -413,8 +420,8 @@ def test_the_aws_cli_and_docker_are_installed_where_the_ami_lacks_them(params: U
     assert "command -v docker >/dev/null || missing+=(docker.io)" in script
     assert 'DEBIAN_FRONTEND=noninteractive apt-get "${APT_LOCK[@]}" install -y "${missing[@]}"' in script
     assert "https://awscli.amazonaws.com/awscli-exe-linux-x86_64.zip" in script
-    assert "/tmp/awscliv2/aws/install --update" in script
-    installed = script.index("/tmp/awscliv2/aws/install --update")
+    assert '"$awscli_dir/aws/install" --update' in script
+    installed = script.index('"$awscli_dir/aws/install" --update')
     for use in ("/usr/local/bin/elastic-resnet-fetch-keys  #", "aws ecr get-login-password", 'docker pull "$IMAGE"'):
         assert installed < script.index(use), use
     assert script.index("missing+=(docker.io)") < script.index('"data-root"')
@@ -429,3 +436,261 @@ def test_a_cpu_agent_collects_no_gpu_metric(cpu_script: str) -> None:
     gpu = agent_config(PARAMS.log_group, GPU)
     assert isinstance(gpu["metrics"], dict) and set(gpu["metrics"]["metrics_collected"]) == {"cpu", "nvidia_gpu"}
     assert config["logs"] == gpu["logs"]  # the queue: the same scrape of the service's /metrics
+
+
+# --- boot checks that say why (issue 20) -----------------------------------------------------------------
+# The boot script's own sections, run by bash in a sandbox: a PATH of fakes (IMDS, the AWS CLI, nvidia-smi,
+# apt, docker, systemd) and of the few real tools the sections use, so that no `aws` of this machine is found;
+# the boot log and /dev/console are files of the test.
+
+BOOT_FAKES = {
+    **FAKES,
+    # nvidia-smi: $FAKE_DRIVER (unset: a failing driver) on each of $FAKE_GPUS GPUs
+    "nvidia-smi": """#!/bin/bash
+echo "nvidia-smi $*" >> "$FAKE_LOG"
+if [[ -z "${FAKE_DRIVER:-}" ]]; then
+  echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+  exit 9
+fi
+for ((i = 0; i < FAKE_GPUS; i++)); do
+  case "$*" in
+    *--query-gpu=driver_version*) echo "$FAKE_DRIVER" ;;
+    -L) echo "GPU $i: Tesla T4 (UUID: GPU-0000000$i)" ;;
+  esac
+done
+""",
+    "apt-get": '#!/bin/bash\necho "apt-get $*" >> "$FAKE_LOG"\nexit "${FAKE_APT_STATUS:-0}"\n',
+    # the AWS CLI's v2 installer, unpacked: its `install` puts the fake `aws` on the PATH
+    "unzip": """#!/bin/bash
+echo "unzip $*" >> "$FAKE_LOG"
+while (($#)); do [[ "$1" == -d ]] && dest=$2; shift; done
+mkdir -p "$dest/aws"
+printf '#!/bin/bash\necho "aws-installer $*" >> "$FAKE_LOG"\ncp "$FAKE_AWS" "$FAKE_BIN/aws"\n' > "$dest/aws/install"
+chmod +x "$dest/aws/install"
+""",
+    "docker": """#!/bin/bash
+echo "docker $*" >> "$FAKE_LOG"
+if [[ "$1" == pull && -n "${FAKE_PULL_FAILS:-}" ]]; then exit 1; fi
+if [[ "$1" == run && -n "${FAKE_RUN_ERROR:-}" ]]; then echo "$FAKE_RUN_ERROR" >&2; exit 125; fi
+if [[ "$1" == run ]]; then echo 0123456789ab; fi
+""",
+}
+REAL_TOOLS = ("bash", "cat", "cp", "chmod", "date", "grep", "head", "mkdir", "mktemp", "rm", "sed", "sort", "tee", "tr")
+
+
+def boot_sections(params: UserDataParams) -> str:
+    """The rendered script's header and abandon_launch, its CLI install (step 3, to the agent), its GPU check
+    (3c) and its image pull, in that order; none of its files outside the test's."""
+    script = render(params)
+    first_step = min(script.index(mark) for mark in ("# --- 1.", "# --- 2.") if mark in script)
+    sections = [
+        script[:first_step],
+        script[script.index("# --- 3. ") : script.index("# The CloudWatch agent (configured here")],
+        script[script.index("# --- 3c. ") : script.index("# --- 4. ")] if "# --- 3c. " in script else "",
+        script[script.index("pulled=false") :],
+        'echo "pulled and started: the boot goes on"\n',
+    ]
+    return "".join(sections)
+
+
+@dataclasses.dataclass
+class Boot:
+    code: int
+    calls: list[str]
+    log: str  # the boot log
+    console: str  # what reached /dev/console
+
+    def results(self) -> list[str]:
+        return [
+            call.split("--lifecycle-action-result ")[1] for call in self.calls if "complete-lifecycle-action" in call
+        ]
+
+
+def run_boot(tmp_path: Path, params: UserDataParams, *, aws: bool = True, **fake_env: str) -> Boot:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in BOOT_FAKES.items():
+        if name != "aws" or aws:
+            (bin_dir / name).write_text(body)
+            (bin_dir / name).chmod(0o755)
+    (tmp_path / "aws-cli").write_text(FAKES["aws"])  # what the fake installer installs
+    (tmp_path / "aws-cli").chmod(0o755)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in REAL_TOOLS:
+        found = shutil.which(tool, path="/usr/bin:/bin")
+        assert found, tool
+        (tools / tool).symlink_to(found)
+    (tools / "python3").symlink_to(sys.executable)
+    log, boot_log, console = tmp_path / "calls.log", tmp_path / "boot.log", tmp_path / "console"
+    log.touch()
+    console.touch()
+    text = boot_sections(params).replace("/var/log/elastic-resnet-boot.log", str(boot_log))
+    path = tmp_path / "boot"
+    path.write_text(text.replace("/dev/console", str(console)))
+    env = {
+        "PATH": f"{bin_dir}:{tools}",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "FAKE_LOG": str(log),
+        "FAKE_BIN": str(bin_dir),
+        "FAKE_AWS": str(tmp_path / "aws-cli"),
+        "FAKE_STATE": "Pending",
+        "FAKE_READYZ": "7",
+        "FAKE_GPUS": str(INSTANCE_TYPES[params.instance_type].gpus),
+        **fake_env,
+    }
+    done = subprocess.run([str(tools / "bash"), str(path)], env=env, capture_output=True, text=True, timeout=60)
+    return Boot(done.returncode, log.read_text().splitlines(), boot_log.read_text() + done.stderr, console.read_text())
+
+
+def abandoned_with(boot: Boot, reason: str) -> None:
+    """The launch abandoned at once, the reason in the boot log, on the console and in CloudWatch Logs."""
+    assert boot.code == 1, boot.log
+    assert boot.results() == ["ABANDON"], boot.calls
+    (complete,) = [call for call in boot.calls if "complete-lifecycle-action" in call]
+    assert "--lifecycle-hook-name wait-for-ready" in complete and "--instance-id i-0123" in complete
+    assert f"abandoning the launch: {reason}" in boot.log and reason in boot.console
+    stream = "--log-group-name /elastic-resnet-dev/service --log-stream-name boot/i-0123"
+    assert any(call.startswith(f"aws logs create-log-stream --region us-east-1 {stream}") for call in boot.calls)
+    (put,) = [call for call in boot.calls if call.startswith("aws logs put-log-events")]
+    events = json.loads(put.split("--log-events ", 1)[1])
+    assert len(events) == 1 and reason in events[0]["message"] and events[0]["timestamp"] > 1.7e12
+    assert "systemctl stop elastic-resnet-ready.service" in boot.calls  # no second ABANDON at its deadline
+    assert not any(call.startswith("docker pull") for call in boot.calls)  # nothing pulled
+    assert "pulled and started: the boot goes on" not in boot.log
+
+
+P4D_PARAMS = dataclasses.replace(PARAMS, instance_type="p4d.24xlarge")
+
+
+@pytest.mark.parametrize(
+    ("params", "driver"),
+    [(PARAMS, "580.65.06"), (PARAMS, "580.95.05"), (PARAMS, "595.71.05"), (P4D_PARAMS, "580.105.08")],
+)
+def test_a_gpu_host_with_the_driver_and_every_gpu_goes_on_to_the_pull(
+    tmp_path: Path, params: UserDataParams, driver: str
+) -> None:
+    boot = run_boot(tmp_path, params, FAKE_DRIVER=driver)
+    assert boot.code == 0, boot.log
+    assert "GPU check passed: NVIDIA driver" in boot.log and "pulled and started: the boot goes on" in boot.log
+    assert boot.results() == [] and boot.console == ""
+    assert f"docker pull {params.image_uri}" in boot.calls
+    checks = [call for call in boot.calls if call.startswith("nvidia-smi")]
+    assert checks == ["nvidia-smi --query-gpu=driver_version --format=csv,noheader", "nvidia-smi -L"]
+    assert boot.calls.index(checks[-1]) < boot.calls.index(f"docker pull {params.image_uri}")  # before the pull
+
+
+@pytest.mark.parametrize(
+    "driver",
+    ["570.172.08", "575.57.08", "580.9.1"],  # 580.9.1 < 580.65.06 numerically, though not as text
+)
+def test_a_driver_older_than_the_images_cuda_needs_abandons_the_launch_saying_why(tmp_path: Path, driver: str) -> None:
+    boot = run_boot(tmp_path, PARAMS, FAKE_DRIVER=driver)
+    abandoned_with(boot, f"NVIDIA driver {driver} is older than {MIN_DRIVER_VERSION}, the least the image's CUDA 13.0")
+
+
+def test_no_working_driver_abandons_the_launch(tmp_path: Path) -> None:
+    boot = run_boot(tmp_path, PARAMS)  # nvidia-smi fails
+    abandoned_with(boot, "no working NVIDIA driver: nvidia-smi failed (NVIDIA-SMI has failed")
+
+
+@pytest.mark.parametrize(("params", "seen"), [(P4D_PARAMS, 7), (PARAMS, 0), (PARAMS, 2)])
+def test_a_gpu_count_other_than_the_types_abandons_the_launch(
+    tmp_path: Path, params: UserDataParams, seen: int
+) -> None:
+    expected = INSTANCE_TYPES[params.instance_type].gpus
+    boot = run_boot(tmp_path, params, FAKE_DRIVER="580.95.05", FAKE_GPUS=str(seen))
+    if seen == 0:  # no GPU at all: no driver version either
+        abandoned_with(boot, "nvidia-smi reported no driver version")
+    else:
+        abandoned_with(boot, f"nvidia-smi lists {seen} GPU(s), a {params.instance_type} has {expected}")
+
+
+def test_a_missing_aws_cli_is_installed_before_the_checks_that_need_it(tmp_path: Path) -> None:
+    """No `aws` on the AMI: unzip comes from apt, the CLI from AWS's v2 installer, and then a failed check can
+    abandon with it."""
+    boot = run_boot(tmp_path, PARAMS, aws=False, FAKE_DRIVER="570.172.08")
+    assert "apt-get -o DPkg::Lock::Timeout=600 install -y unzip" in boot.calls, boot.calls
+    assert any(call.startswith("aws-installer --update") for call in boot.calls), boot.calls
+    installed = next(i for i, call in enumerate(boot.calls) if call.startswith("aws-installer"))
+    assert installed < next(i for i, call in enumerate(boot.calls) if call.startswith("nvidia-smi"))
+    assert "AWS CLI: " in boot.log
+    abandoned_with(boot, "NVIDIA driver 570.172.08 is older than")
+
+
+def test_a_failed_step_abandons_the_launch_naming_it(tmp_path: Path) -> None:
+    """Any step that fails (here apt, installing what the CLI needs) abandons at once rather than leaving the
+    hook to time out; without the CLI the reason still reaches the log and the console."""
+    boot = run_boot(tmp_path, PARAMS, aws=False, FAKE_DRIVER="580.95.05", FAKE_APT_STATUS="100")
+    assert boot.code == 1 and boot.results() == []  # nothing to call AWS with
+    assert "boot step failed (exit status 100)" in boot.console and "apt-get" in boot.console
+    assert "no AWS CLI to abandon with" in boot.log
+    assert not any(call.startswith("docker pull") for call in boot.calls)
+
+
+@pytest.mark.parametrize("params", [PARAMS, CPU_PARAMS], ids=["gpu", "cpu"])
+def test_an_image_that_cannot_be_pulled_abandons_the_launch(tmp_path: Path, params: UserDataParams) -> None:
+    boot = run_boot(tmp_path, params, FAKE_DRIVER="580.95.05", FAKE_PULL_FAILS="1")
+    assert boot.code == 1 and boot.results() == ["ABANDON"], boot.log
+    assert [call for call in boot.calls if call.startswith("docker pull")] == [f"docker pull {params.image_uri}"] * 5
+    assert f"docker pull {params.image_uri} failed 5 times" in boot.console
+
+
+def test_a_cpu_instance_checks_no_gpu(tmp_path: Path, cpu_script: str) -> None:
+    assert "nvidia-smi" not in cpu_script and "# --- 3c." not in cpu_script
+    boot = run_boot(tmp_path, CPU_PARAMS)  # an nvidia-smi on the PATH would fail: it is never called
+    assert boot.code == 0 and not any(call.startswith("nvidia-smi") for call in boot.calls), boot.log
+    assert "abandon_launch" in cpu_script  # a failed step still abandons, saying why
+
+
+def test_the_driver_minimum_is_the_one_of_gpu_requirements(script: str) -> None:
+    assert f"MIN_DRIVER={MIN_DRIVER_VERSION}  # infra/gpu_requirements.py" in script
+    assert "EXPECTED_GPUS=1  # a g4dn.xlarge's" in script
+    assert "EXPECTED_GPUS=8  # a p4d.24xlarge's" in render(P4D_PARAMS)
+
+
+def test_user_data_refuses_a_type_of_the_other_kind() -> None:
+    with pytest.raises(ValueError, match=r"c7a\.large is not a GPU type"):
+        dataclasses.replace(PARAMS, instance_type="c7a.large")
+
+
+# --- read-only on a GPU: the fallback flag set (issue 20) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [PARAMS, CPU_PARAMS], ids=["gpu", "cpu"])
+def test_the_read_only_fallback_drops_only_the_read_only_root(params: UserDataParams) -> None:
+    run = render(dataclasses.replace(params, container_read_only=False))
+    run = run[run.index("docker run --detach") :]
+    fallback = hardened_run_flags("docker", read_only=False)
+    assert "--read-only" not in run.split() and "--read-only" not in fallback
+    assert fallback == [flag for flag in hardened_run_flags("docker") if flag != "--read-only"]
+    for flag in fallback:  # the tmpfs, BENTOML_HOME, no capabilities, no privilege gain, the stop timeout
+        assert f"  {shlex.quote(flag)} \\\n" in run, flag
+    assert "--cap-drop \\\n  ALL" in run and "no-new-privileges" in run and "--tmpfs" in run
+    hardened = render(params)
+    assert "  --read-only \\\n" in hardened and "WRITABLE root" not in hardened
+    assert "WRITABLE root" in render(dataclasses.replace(params, container_read_only=False))
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_a_container_the_engine_refuses_abandons_the_launch_with_the_engines_words(
+    tmp_path: Path, read_only: bool
+) -> None:
+    """Toolkit 1.20.0's hook on a read-only root (NVIDIA/nvidia-container-toolkit#2026): the launch is abandoned
+    at once with docker's error, and with the hardened flags the reason names the fallback key."""
+    error = (
+        "docker: Error response from daemon: failed to create task for container: error running createContainer "
+        "hook #6: exit status 1, stderr: failed to create application profiles directory: mkdirat "
+        "etc/nvidia/nvidia-application-profiles-rc.d: read-only file system"
+    )
+    params = dataclasses.replace(PARAMS, container_read_only=read_only)
+    boot = run_boot(tmp_path, params, FAKE_DRIVER="580.95.05", FAKE_RUN_ERROR=error)
+    assert boot.code == 1 and boot.results() == ["ABANDON"], boot.log
+    assert f"docker run failed: {error}" in boot.console
+    assert ("see fleet.containerReadOnly" in boot.console) is read_only
+
+
+def test_a_started_container_goes_on(tmp_path: Path) -> None:
+    boot = run_boot(tmp_path, PARAMS, FAKE_DRIVER="580.95.05")
+    assert "service container started: 0123456789ab" in boot.log and boot.results() == []
