@@ -9,7 +9,7 @@ from .access import AbuseProtection, AbuseProtectionArgs, CostGuard, CostGuardAr
 from .config import READINESS_PATH, SERVICE_PORT, StackConfig
 from .fleet import Fleet, FleetArgs
 from .gpu_requirements import MIN_DRIVER_VERSION, ami_driver_warning
-from .instance_types import KINDS, InstanceKind
+from .instance_types import GPU, KINDS, InstanceKind
 from .load_balancer import LoadBalancer, LoadBalancerArgs
 from .network import Network, NetworkArgs
 from .observability import Dashboard, DashboardArgs, Notifications, ObservabilityArgs
@@ -163,6 +163,13 @@ def tag_mismatch(image: str, kind: InstanceKind) -> str | None:
                 f"{kind.name.upper()} type: the instances would run the wrong image (tag the "
                 f"{kind.name.upper()} image ...-{kind.image_variant})"
             )
+    if "/" not in image and kind is not GPU and not tag.endswith(f"-{kind.image_variant}"):
+        # imageTag (not a full fleet.imageUri) without the suffix: "latest" has always been the GPU image's
+        return (
+            f"imageTag {tag!r} does not name a {kind.name.upper()} image (...-{kind.image_variant}) and "
+            f"fleet.instanceType is a {kind.name.upper()} type: the instances may pull the GPU image "
+            f"(`make deploy` pushes and sets a ...-{kind.image_variant} tag)"
+        )
     return None
 
 

@@ -1,24 +1,46 @@
-"""docs/deploy.md states the stack's numbers: the tables are checked against the code they describe."""
+"""docs/deploy.md states the stack's numbers: its tables are checked against the code they describe, and
+the tier tables are the planner's own output on the measured benchmark the docs quote."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+
 from infra.config import parse
 from infra.instance_types import INSTANCE_TYPES
-from infra.plan.capacity import ASSUMED_CAPACITY
-from infra.plan.recommend import TIERS
+from infra.plan.recommend import DEFAULT_TARGET, best_per_tier, recommend
+from infra.plan.report import TIER_COLUMNS, markdown, tier_rows
+from infra.plan.traffic import PROFILES
 
-DEPLOY = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = (REPO / "docs" / "deploy.md").read_text()
+# The measured benchmark the docs' figures come from (bench/measured/README.md says which run).
+MEASURED = REPO / "bench" / "measured" / "cpu-2vcpu-epyc.json"
+TIER_BLOCK = re.compile(r"<!-- tiers: (?P<profile>[a-z-]+) -->\n(?P<table>.*?)\n<!-- /tiers -->", re.S)
 
 
-def test_the_instance_table_is_the_planners() -> None:
-    rows = re.findall(r"^\| `([a-z0-9.]+)`[^|]*\| [^|]+\| (\d+) \| ([\d.]+) \|$", DEPLOY, re.M)
-    assert [name for name, _, _ in rows] == list(TIERS)
-    for name, capacity, price in rows:
-        assert float(capacity) == ASSUMED_CAPACITY[name]
-        assert float(price) == INSTANCE_TYPES[name].usd_per_hour
+def test_the_instance_table_is_the_code() -> None:
+    rows = re.findall(r"^\| `([a-z0-9.]+)` \| (GPU|CPU) \| [^|]+\| (\d+) \| ([\d.]+) \|", DEPLOY, re.M)
+    assert [name for name, *_ in rows] == list(INSTANCE_TYPES)
+    for name, kind, vcpus, price in rows:
+        spec = INSTANCE_TYPES[name]
+        assert (kind, int(vcpus), float(price)) == (spec.kind.name.upper(), spec.vcpus, spec.usd_per_hour)
+
+
+@pytest.mark.parametrize("profile", sorted({m["profile"] for m in TIER_BLOCK.finditer(DEPLOY)}))
+def test_the_tier_tables_are_the_planners_output(profile: str) -> None:
+    """`python -m infra.plan --profile P --recommend --benchmark bench/measured/...` prints these tables."""
+    documented = next(m["table"] for m in TIER_BLOCK.finditer(DEPLOY) if m["profile"] == profile)
+    traffic = PROFILES[profile]()
+    _, candidates = recommend(traffic, parse({"region": "us-east-1"}), benchmarks=[MEASURED])
+    planned = markdown(TIER_COLUMNS, tier_rows(best_per_tier(candidates, DEFAULT_TARGET), traffic.duration_s))
+    assert documented == planned
+
+
+def test_both_traffic_profiles_are_documented() -> None:
+    assert {m["profile"] for m in TIER_BLOCK.finditer(DEPLOY)} == {"office-hours", "diurnal-week"}
 
 
 def test_the_timing_the_page_promises() -> None:

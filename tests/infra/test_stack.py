@@ -676,13 +676,14 @@ def test_the_fleet_keeps_existing_stacks_resources_under_its_former_type(mocks: 
         ({"instanceType": "c7a.large"}, "v3-gpu", "names a GPU image"),
         ({}, "v3-cpu", "names a CPU image"),
         ({"instanceType": "c7a.large"}, "v3-cpu", None),
+        ({"instanceType": "c7a.large"}, "latest", "does not name a CPU image"),
         ({}, "v3", None),
     ],
 )
 def test_an_image_tag_of_the_other_kind_is_warned_about(fleet: dict[str, str], tag: str, warned: str | None) -> None:
     config = {**REGION_ONLY, "elastic-resnet:fleet": json.dumps(fleet), "elastic-resnet:imageTag": tag}
     mocks, _ = run_cli_config(config)
-    found = [warning for warning in mocks.warnings if "image tag" in warning]
+    found = [warning for warning in mocks.warnings if "image tag" in warning or "imageTag" in warning]
     if warned is None:
         assert found == []
     else:
@@ -777,3 +778,15 @@ def test_the_read_only_fallback_on_a_cpu_fleet_is_warned_as_needless() -> None:
     )
     (warning,) = [warning for warning in stack.warnings if "containerReadOnly" in warning]
     assert "a CPU instance has no NVIDIA container toolkit" in warning
+
+
+def test_the_shipped_cpu_stack_file_deploys() -> None:
+    """Pulumi.cpu.yaml, through the CLI config layer: the CPU kind's AMI, hibernated pool, no GPU alarm,
+    and INT8 passed to the container."""
+    mocks, outputs = run_cli_config(cli_config_of(REPO / "Pulumi.cpu.yaml"))
+    assert mocks.one("autoscaling/group:Group").inputs["warmPool"]["poolState"] == "Hibernated"
+    alarms = {alarm.name for alarm in mocks.of_type("metricAlarm:MetricAlarm")}
+    assert alarms and not any("gpu" in name for name in alarms)
+    script = user_data(mocks)
+    assert "--gpus" not in script and "RESNET18_PRECISION=int8" in script
+    assert outputs["asg_name"].endswith("-cpu")
