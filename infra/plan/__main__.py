@@ -112,13 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     if measurements:
         names = ", ".join(path.name for path in args.benchmark)
         print(f"Capacity per instance from {names}:")
-        for tier in [None, *TIERS]:
-            config = stack if tier is None else tier_stack(stack, tier)
+        lines: dict[str, str] = {}  # the stack's own type first, then the tiers --recommend compares
+        for config in [stack, *(tier_stack(stack, tier) for tier in TIERS)]:
             model = instance_model(
                 config.fleet.instance_type, measurements=measurements, service_env=config.fleet.service_env
             )
             label = f"{model.instance_type} ({model.runtime} {model.precision})"
-            print(f"  {label:<30} {model.capacity_rps:>8.0f} images/s  {model.source}")
+            lines.setdefault(label, f"  {label:<30} {model.capacity_rps:>8.0f} images/s  {model.source}")
+        print("\n".join(lines.values()))
     print(report.table(header, variants))
     if recommendation is not None:
         best = recommendation["best"]

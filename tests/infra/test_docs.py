@@ -10,6 +10,7 @@ import pytest
 
 from infra.config import parse
 from infra.instance_types import INSTANCE_TYPES
+from infra.plan.capacity import instance_model, read_capacities
 from infra.plan.recommend import DEFAULT_TARGET, best_per_tier, recommend
 from infra.plan.report import TIER_COLUMNS, markdown, tier_rows
 from infra.plan.traffic import PROFILES
@@ -53,3 +54,12 @@ def test_the_timing_the_page_promises() -> None:
     for key in ("scaleOutEvaluationPeriods", "scaleOutDatapoints", "scaleInEvaluationPeriods", "scaleInDatapoints",
                 "instanceWarmupS", "scaleOutPercent"):  # fmt: skip
         assert f"`{key}`" in DEPLOY
+
+
+def test_the_gpu_types_measured_cpu_bound_the_docs_quote() -> None:
+    """The g4dn.xlarge CPU-side bound the tier discussion leans on is the planner's, on the same file."""
+    model = instance_model("g4dn.xlarge", measurements=read_capacities(MEASURED))
+    bound = re.search(r"its measured CPU side would allow (\d+)/s", model.source)
+    assert bound is not None, model.source
+    assert f"near {bound[1]} images/s" in DEPLOY
+    assert f"CPU-side bound ({bound[1]} images/s)" in (REPO / "docs" / "planner.md").read_text()
