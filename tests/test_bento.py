@@ -59,21 +59,7 @@ def test_containerize_context_holds_model_and_gpu_settings(
 ) -> None:
     tag, _ = built_bento
     home, model_tag = model_store
-    code = f"""
-import bentoml, pathlib, sys
-from bentoml._internal.container import construct_containerfile
-from container.upstream import containerize_tempdir
-bento = bentoml.bentos.get({tag!r})
-with containerize_tempdir(), construct_containerfile(bento, enable_buildkit=False) as (context, dockerfile):
-    root = pathlib.Path(context)
-    print("DOCKERFILE_BEGIN"); print(pathlib.Path(dockerfile).read_text()); print("DOCKERFILE_END")
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            print("FILE", p.relative_to(root), p.stat().st_size)
-"""
-    result = containerize_script(code, home)
-    dockerfile = result.stdout.split("DOCKERFILE_BEGIN", 1)[1].split("DOCKERFILE_END", 1)[0]
-    files = dict(re.findall(r"^FILE (\S+) (\d+)$", result.stdout, re.MULTILINE))
+    dockerfile, files = containerize_context(tag, home)
 
     name, version = model_tag.split(":")
     weights = f"models/{name}/{version}/resnet18.pth"
@@ -114,6 +100,25 @@ with construct_containerfile(bentoml.bentos.get({tag!r})):
     result = containerize_script(code, home, check=False, TMPDIR="/tmp")  # the system's temporary directory
     assert result.returncode != 0
     assert "Accessing file outside of current working directory is not allowed" in result.stderr
+
+
+def containerize_context(tag: str, home: Path) -> tuple[str, dict[str, str]]:
+    """(Dockerfile, {path: size}) of the build context BentoML makes for ``tag``, through the workaround."""
+    code = f"""
+import bentoml, pathlib
+from bentoml._internal.container import construct_containerfile
+from container.upstream import containerize_tempdir
+bento = bentoml.bentos.get({tag!r})
+with containerize_tempdir(), construct_containerfile(bento, enable_buildkit=False) as (context, dockerfile):
+    root = pathlib.Path(context)
+    print("DOCKERFILE_BEGIN"); print(pathlib.Path(dockerfile).read_text()); print("DOCKERFILE_END")
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            print("FILE", p.relative_to(root), p.stat().st_size)
+"""
+    result = containerize_script(code, home)
+    dockerfile = result.stdout.split("DOCKERFILE_BEGIN", 1)[1].split("DOCKERFILE_END", 1)[0]
+    return dockerfile, dict(re.findall(r"^FILE (\S+) (\d+)$", result.stdout, re.MULTILINE))
 
 
 def containerize_script(code: str, home: Path, check: bool = True, **env_vars: str) -> subprocess.CompletedProcess[str]:
@@ -167,21 +172,7 @@ def test_cpu_containerize_context_holds_the_model_and_cpu_settings(
 ) -> None:
     tag, _ = cpu_bento
     home, model_tag = model_store
-    code = f"""
-import bentoml, pathlib
-from bentoml._internal.container import construct_containerfile
-from container.upstream import containerize_tempdir
-bento = bentoml.bentos.get({tag!r})
-with containerize_tempdir(), construct_containerfile(bento, enable_buildkit=False) as (context, dockerfile):
-    root = pathlib.Path(context)
-    print("DOCKERFILE_BEGIN"); print(pathlib.Path(dockerfile).read_text()); print("DOCKERFILE_END")
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            print("FILE", p.relative_to(root), p.stat().st_size)
-"""
-    result = containerize_script(code, home)
-    dockerfile = result.stdout.split("DOCKERFILE_BEGIN", 1)[1].split("DOCKERFILE_END", 1)[0]
-    files = dict(re.findall(r"^FILE (\S+) (\d+)$", result.stdout, re.MULTILINE))
+    dockerfile, files = containerize_context(tag, home)
     name, version = model_tag.split(":")
     openvino = f"models/{name}/{version}/openvino/resnet18"
     assert int(files[f"{openvino}.bin"]) > 40_000_000 and f"{openvino}.xml" in files
