@@ -38,7 +38,7 @@ from bench.agreement import classifiers
 from bench.capacity import capacity
 from bench.levels import measure_level
 from bench.load import Upload
-from bench.sample_images import jpeg, varied_photo
+from bench.sample_images import make_images, varied_photo
 from bench.servers import baseline_server, service_server
 from container import stand_in_weights
 from service.model.openvino_runtime import OpenVINOClassifier, read
@@ -50,19 +50,6 @@ from service.preprocessing import preprocess
 RAW_BATCH_SIZES = (1, 8, 16, 32)
 BASELINE = "baseline (Flask, fp32)"
 AGREEMENT_PHOTOS = 200
-
-
-def make_images(count: int, large: int) -> list[bytes]:
-    """``count`` 500x375 photos and ``large`` 12-megapixel ones (4032x3024), mixed in evenly."""
-    small = [jpeg(500, 375, seed=seed, quality=90) for seed in range(count - large)]
-    big = [jpeg(4032, 3024, seed=1000 + seed, quality=85) for seed in range(large)]
-    step = max(1, len(small) // max(1, large))
-    images: list[bytes] = []
-    for index, data in enumerate(small):
-        images.append(data)
-        if big and index % step == step - 1:
-            images.append(big.pop())
-    return images + big
 
 
 def machine() -> str:

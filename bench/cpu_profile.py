@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from bench.__main__ import make_images
 from bench.load import Upload, run_load
+from bench.sample_images import make_images
 from bench.servers import service_server
 from service.model.weights import build_resnet18
 

@@ -40,3 +40,16 @@ def varied_photo(seed: int, width: int = 320, height: int = 240) -> bytes:
     pixels = np.asarray(photo(width, height, seed)).astype(np.float32)
     pixels = (pixels - 127) * np.float32(rng.uniform(0.4, 1.3)) + 127 + rng.uniform(-70, 70, 3).astype(np.float32)
     return encode(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG", quality=90)
+
+
+def make_images(count: int, large: int) -> list[bytes]:
+    """``count`` 500x375 photos and ``large`` 12-megapixel ones (4032x3024), mixed in evenly."""
+    small = [jpeg(500, 375, seed=seed, quality=90) for seed in range(count - large)]
+    big = [jpeg(4032, 3024, seed=1000 + seed, quality=85) for seed in range(large)]
+    step = max(1, len(small) // max(1, large))
+    images: list[bytes] = []
+    for index, data in enumerate(small):
+        images.append(data)
+        if big and index % step == step - 1:
+            images.append(big.pop())
+    return images + big

@@ -13,6 +13,8 @@ import concurrent.futures
 import importlib
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,10 +28,12 @@ from .auth import ApiKeyAuth, keys_from_env
 from .batching import AdaptiveBatcher, Overloaded
 from .config import INT8_MODEL_NAME, MODEL_NAME, InputLimits, env_int
 from .errors import AnswerRejected, error_response
+from .model.runtime import visible_gpus
 from .model_service import MAX_LATENCY_MS, ON_GPU, RUNS_TORCH, SETTINGS, LoadedModel, in_store
 from .openapi import OpenAPIDocument
 from .preprocessing import ImageError, preprocess
 from .schemas import Prediction, predictions_from
+from .workers import checked_workers, default_workers
 
 if TYPE_CHECKING:  # torch is imported only where it runs: the CPU image has none (tests/test_no_torch.py)
     import torch
@@ -38,13 +42,19 @@ logger = logging.getLogger(f"bentoml.{__name__}")  # BentoML only shows its own 
 
 LIMITS = InputLimits.from_env()
 SERVICE_NAME = "image-classifier"
-# On a GPU the forward pass costs the CPU little: HTTP parsing and decoding bind, so one process per
-# vCPU (each with its own batcher on the shared GPU). On a CPU, one process whose torch threads use
-# every core: a second copy of the model would only split the cores and the batches.
+# How many API processes (service/workers.py): on a GPU, workers_per_gpu(vCPUs, GPUs) on each visible GPU
+# (enough processes to keep its share of the cores decoding), each pinned to its GPU (model_service); on a
+# CPU, one process whose torch threads use every core: a second copy of the model would only split the
+# cores and the batches. RESNET18_API_WORKERS overrides, capped per GPU.
 # Shedding by BentoML's batching at the target itself dropped 2 of 3 shed requests after decoding them:
 # 76% goodput at 16x overload against 95% with admission alone at the target (docs/reliability.md).
 BATCHING_SHED_FACTOR = 2
-API_WORKERS = env_int("RESNET18_API_WORKERS", (os.cpu_count() or 1) if ON_GPU else 1)
+# On a GPU, a worker that has served no batch for this long gives its allocator's cache back, so that idle
+# instances hold only their workers' contexts and weights, under the fleet's scale-in bound for GPU memory
+# (docs/performance.md, "GPU memory at idle"; the scale-in alarm wants 15 quiet minutes anyway).
+GPU_IDLE_RELEASE_S = env_int("RESNET18_GPU_IDLE_RELEASE_S", 60)
+GPUS = visible_gpus() if ON_GPU and RUNS_TORCH else 0
+API_WORKERS = checked_workers(env_int("RESNET18_API_WORKERS", default_workers(GPUS, os.cpu_count() or 1)), GPUS)
 
 
 @bentoml.service(name=SERVICE_NAME, workers=API_WORKERS, traffic={"timeout": 60})
@@ -77,9 +87,15 @@ class ImageClassifier:
             max_latency_ms=BATCHING_SHED_FACTOR * MAX_LATENCY_MS,
             service_name=SERVICE_NAME,
         )
-        # Decoding is CPU-bound C code that releases the GIL: one thread per core decodes in parallel.
-        self._decoders = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
+        # Decoding is CPU-bound C code that releases the GIL: one thread per core decodes in parallel (per
+        # core of this process's share, when several processes serve: 32 of them on a 96-vCPU p4d).
+        decoders = -(-(os.cpu_count() or 1) // API_WORKERS)
+        self._decoders = concurrent.futures.ThreadPoolExecutor(decoders, thread_name_prefix="decode")
         self._decode_device = _decode_device(SETTINGS.decode, self.model)
+        if ON_GPU and RUNS_TORCH:
+            threading.Thread(
+                target=_release_when_idle, args=(model_thread, self.model), name="gpu-idle-release", daemon=True
+            ).start()
 
     def __is_ready__(self) -> bool:
         return self.model.ready
@@ -148,11 +164,24 @@ def _device_crops(datas: list[bytes], device: torch.device) -> dict[int, np.ndar
     if not indices:
         return {}
     try:
-        crops = device_decode.decode_batch([datas[i] for i in indices], device).cpu().numpy()
+        crops = device_decode.decode_batch([datas[i] for i in indices], device).numpy()
     except RuntimeError as exc:
         logger.info("device JPEG decoding refused a batch (%s); decoding on the CPU", exc)
         return {}
     return dict(zip(indices, crops, strict=True))
+
+
+def _release_when_idle(model_thread: concurrent.futures.Executor, model: LoadedModel) -> None:
+    """Every half GPU_IDLE_RELEASE_S, asks the model thread to release the GPU cache if idle that long."""
+    while True:
+        time.sleep(GPU_IDLE_RELEASE_S / 2)
+        release = getattr(model.classifier, "release_if_idle", None)
+        if release is None:
+            continue  # not ready (yet), or not torch on a GPU
+        try:
+            model_thread.submit(release, GPU_IDLE_RELEASE_S)
+        except RuntimeError:  # the executor is shut down: the worker is stopping
+            return
 
 
 async def _ready(crop: np.ndarray) -> np.ndarray:

@@ -18,10 +18,19 @@ import bentoml
 import numpy as np
 
 from .config import INT8_MODEL_NAME, MODEL_NAME, ModelSettings
-from .model.runtime import Classifier, RuntimeChoice, SettingsConflict, WeightsError, choose, cuda_available
+from .model.runtime import (
+    Classifier,
+    RuntimeChoice,
+    SettingsConflict,
+    WeightsError,
+    choose,
+    cuda_available,
+    visible_gpus,
+)
 from .model.store import read_openvino, read_weights
 from .schemas import ModelInfo
 from .timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
+from .workers import device_index
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -59,6 +68,19 @@ ON_GPU, RUNS_TORCH = _expected()
 MAX_LATENCY_MS = SETTINGS.max_latency_ms or (MAX_LATENCY_MS_GPU if ON_GPU else MAX_LATENCY_MS_CPU)
 
 UNTRAINED_WARNING = "UNTRAINED WEIGHTS: predictions are random. Import real weights (README, 'The model')."
+
+
+def worker_device(choice: RuntimeChoice) -> str:
+    """Where this worker runs torch: ``cuda:N``, this worker's GPU (round-robin over the visible ones by
+    BentoML's worker index, service.workers.device_index), or the choice's device off a GPU. BentoML sets
+    no CUDA_VISIBLE_DEVICES per worker for this service (it declares no ``resources``): without this every
+    worker would load the model on the first GPU."""
+    if choice.device != "cuda":
+        return choice.device
+    gpus = visible_gpus()
+    index = device_index(bentoml.server_context.worker_index, gpus)
+    logger.info("worker %s drives cuda:%d, one of %d visible GPU(s)", bentoml.server_context.worker_index, index, gpus)
+    return f"cuda:{index}"
 
 
 def in_store(name: str) -> bool:
@@ -183,7 +205,7 @@ class _Source:
                     from .model.openvino_runtime import export
 
                     return _openvino_from(export(model))(c)
-                return TorchClassifier(model, c)
+                return TorchClassifier(model, c, worker_device(c))
 
             return cls(None, description, state is not None, build)
         if reference is None or reference.stored is None:
@@ -214,7 +236,7 @@ def _torch_from(entry: bentoml.Model) -> Callable[[RuntimeChoice], Classifier]:
     stored = read_weights(entry)
 
     def build(choice: RuntimeChoice) -> Classifier:
-        return TorchClassifier(build_resnet18(stored.state_dict), choice)
+        return TorchClassifier(build_resnet18(stored.state_dict), choice, worker_device(choice))
 
     return build
 

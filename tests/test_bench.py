@@ -98,3 +98,22 @@ def test_benchmark_runs_and_writes_its_table_json_and_plot(tmp_path: Path) -> No
         (c["runtime"], c["precision"], c["cpu_ms_per_image"]) for c in capacities
     ]
     assert (tmp_path / "throughput.png").stat().st_size > 10_000
+
+
+@pytest.mark.server
+def test_frontend_ceiling_serves_the_real_front_end_with_a_no_op_model(tmp_path: Path) -> None:
+    """`python -m bench.frontend`: the service's HTTP, parsing, decoding and batching, no model; its answers
+    say so, and the table has the event loop's CPU per image of every worker (docs/performance.md)."""
+    command = [
+        sys.executable, "-m", "bench.frontend", "--out", str(tmp_path), "--workers", "1", "2",
+        "--concurrency", "4", "--requests", "24", "--warmup", "4",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    levels = json.loads((tmp_path / "frontend.json").read_text())["levels"]
+    assert [(level["workers"], level["workers_seen"]) for level in levels] == [(1, 1), (2, 2)]
+    split = json.loads((tmp_path / "frontend.json").read_text())["requests_per_worker"]
+    assert sum(split["1"].values()) == 28 and sum(split["2"].values()) == 28  # 24 measured + 4 warm-up
+    for level in levels:
+        assert level["ok"] == 24 and level["errors"] == 0
+        assert level["event_loop_ms_per_image"] > 0 and level["server_cpu_ms_per_image"] > 0

@@ -8,8 +8,10 @@ gpu_check.json from a GPU; several may be given), each figure labelled with wher
   the runtime and precision the stack's service settings choose on that type (OpenVINO bf16 where the
   CPU has native bf16, fp32 elsewhere, int8 when asked: service.model.runtime.choose), transferred by
   :func:`transfer` when the type's vCPUs are hyperthreads and the measured machine's were cores;
-- a **GPU type**: its vCPUs over the measured CPU-ms per image *outside* the model (decoding, HTTP), capped
-  by the model's measured ceiling x GPUs where the benchmark ran on that GPU model; where its GPU model was
+- a **GPU type**: the cores its API processes keep busy (the service's worker rule, service/workers.py:
+  processes x FRONT_END_CORES_PER_PROCESS, at most its vCPUs) over the measured CPU-ms per image *outside*
+  the model (decoding, HTTP), capped by the model's measured ceiling x GPUs where the benchmark ran on that
+  GPU model; where its GPU model was
   not measured, the assumed figure below (or the CPU bound, where that is lower);
 - otherwise ASSUMED figures (below), said so in every output.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from service.model.runtime import SettingsConflict, choose
 from service.timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
+from service.workers import FRONT_END_CORES_PER_PROCESS, default_workers
 
 from ..instance_types import INSTANCE_TYPES, InstanceType
 
@@ -220,7 +223,12 @@ def _gpu_type(spec: InstanceType, measurements: Sequence[MeasuredCapacity]) -> D
     if outside is None:
         return None
     factor, why = transfer(spec, outside)
-    cpu_bound = spec.vcpus * factor * 1000.0 / outside.cpu_ms_per_image_outside_model
+    # The service's own worker rule (service/workers.py): so many API processes, each keeping at most
+    # FRONT_END_CORES_PER_PROCESS cores busy, all of them at most the instance's vCPUs.
+    processes = default_workers(spec.gpus, spec.vcpus)
+    cores = min(spec.vcpus, processes * FRONT_END_CORES_PER_PROCESS) * factor
+    cpu_bound = cores * 1000.0 / outside.cpu_ms_per_image_outside_model
+    why = f"{processes} API processes, {cores:.1f} cores busy; {why}"
     if on_gpu is None:  # the labelled estimate, unless the measured CPU side allows less
         assumed = ASSUMED_GPU_CAPACITY[spec.name]
         if cpu_bound < assumed:

@@ -36,6 +36,17 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def visible_gpus() -> int:
+    """How many GPUs this process may use (CUDA_VISIBLE_DEVICES applied); 0 without torch or a GPU.
+
+    Asked only where the service runs on a GPU (as :func:`cuda_available`, it creates no CUDA context)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
 @dataclass(frozen=True)
 class RuntimeChoice:
     runtime: Runtime

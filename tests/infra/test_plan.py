@@ -34,6 +34,7 @@ from infra.plan.simulator import START, Result, alarms_for, simulate, zero_alarm
 from infra.plan.traffic import PROFILES, Traffic, diurnal_week, from_csv, office_hours
 from infra.plan.variants import apply
 from infra.signals import PERIOD_S, SIGNALS, scale_in_factor, step_for, wake_steps
+from service.workers import FRONT_END_CORES_PER_PROCESS, default_workers, workers_on_each_gpu
 from tests.infra.mocks import cli_config_of, run_cli_config
 
 DEFAULTS = parse({"region": "us-east-1"})
@@ -304,9 +305,9 @@ def test_capacity_from_a_measured_benchmark_says_what_binds(tmp_path: Path, caps
     t4_8cpu = instance_for("g4dn.2xlarge", 100, "g4dn.xlarge", None, [results])
     assert t4_8cpu.capacity_rps == 300.0  # 8 vCPUs allow 800: the T4 binds
     a10g = instance_for("g5.xlarge", 100, "g4dn.xlarge", None, [results])
-    # A10G not measured: the labelled estimate, lower than the 400 its 4 vCPUs would allow
+    # A10G not measured: the labelled estimate, lower than the 390 its 3 API processes (3.9 cores) would allow
     assert a10g.capacity_rps == ASSUMED_GPU_CAPACITY["g5.xlarge"] and a10g.basis == ASSUMED
-    assert a10g.source == "assumed: no GPU measured on A10G (its measured CPU side would allow 400/s)"
+    assert a10g.source == "assumed: no GPU measured on A10G (its measured CPU side would allow 390/s)"
     a100 = instance_for("p4d.24xlarge", 100, "g4dn.xlarge", None, [results])
     assert a100.capacity_rps == ASSUMED_GPU_CAPACITY["p4d.24xlarge"]
     l4 = instance_for("g6e.xlarge", 100, "g4dn.xlarge", None, [results])  # L40S is not an L4
@@ -446,3 +447,20 @@ def test_recommend_compares_both_tiers_side_by_side(tmp_path: Path, capsys: pyte
         key=lambda c: c["cost_usd"],
     )
     assert best == cheapest and best["runtime"] == "openvino"  # at 40 req/s a CPU instance costs a fifth
+
+
+def test_a_multi_gpu_types_capacity_follows_the_services_worker_rule(tmp_path: Path) -> None:
+    """Issue 20: p4d's 8 GPUs are served by the API processes the service starts there (service/workers.py:
+    32, four per GPU), each keeping FRONT_END_CORES_PER_PROCESS cores busy, not by all 96 vCPUs."""
+    measured = {
+        "device": "cuda", "gpu_name": "NVIDIA A100-SXM4-40GB", "runtime": "torch", "precision": "fp16",
+        "cpu_ms_per_image_outside_model": 3.5, "cpu_ms_per_image": 4.0, "model_ceiling_images_per_s": 3000.0,
+        "cpus": 96, "threads_per_core": 2, "measured": "2026-12-01",
+    }  # fmt: skip
+    path = tmp_path / "gpu_check.json"
+    path.write_text(json.dumps({"capacities": [measured]}))
+    p4d = instance_for("p4d.24xlarge", 100, "p4d.24xlarge", None, [path])
+    processes = default_workers(8, 96)
+    assert processes == 32 == sum(workers_on_each_gpu(processes, 8)) and set(workers_on_each_gpu(processes, 8)) == {4}
+    assert p4d.capacity_rps == pytest.approx(processes * FRONT_END_CORES_PER_PROCESS * 1000 / 3.5)  # < 8 x 3000
+    assert p4d.source.startswith("measured: CPU binds (96 vCPUs, 32 API processes, 41.6 cores busy")
