@@ -120,3 +120,22 @@ def test_cuda_asked_for_without_torch_is_never_ready_not_a_crash(model_store: tu
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["False", "unavailable"]
     assert "CUDA is unusable" in result.stderr and "torch is not installed" in result.stderr
+
+
+@pytest.mark.parametrize("setting", [{"RESNET18_RUNTIME": "torch"}, {"RESNET18_WEIGHTS": "model.pth"}])
+def test_torch_asked_for_without_torch_stops_with_the_fix(
+    model_store: tuple[Path, str], setting: dict[str, str]
+) -> None:
+    """The CPU image told to run torch: start-up stops with a message naming the fix, not an ImportError."""
+    home, _ = model_store
+    code = (
+        "from service.http_service import ImageClassifier; from service.model_service import LoadedModel\n"
+        "LoadedModel(ImageClassifier.inner.stored_model, ImageClassifier.inner.int8_model)"
+    )
+    env = without_torch({**os.environ, "BENTOML_HOME": str(home), "RESNET18_DEVICE": "cpu", **setting})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    assert "SettingsConflict" in result.stderr and "needs torch, which this image does not carry" in result.stderr
+    assert "ModuleNotFoundError" not in result.stderr
