@@ -3,7 +3,7 @@
     python -m infra.plan --profile diurnal-week --out plan/
     python -m infra.plan --traffic my-traffic.csv --variant no-warm-pool --variant thresholds:60/20 --out plan/
     python -m infra.plan --profile diurnal-week --recommend --out plan/
-    python -m infra.plan --profile office-hours --recommend --benchmark bench/measured/cpu-c7a-class.json --out plan/
+    python -m infra.plan --profile office-hours --recommend --benchmark bench/measured/cpu-2vcpu-epyc.json --out plan/
 
 The configuration is the stack's own (Pulumi.<stack>.yaml read by infra.config's loader, exactly as
 `pulumi up` reads it) and the scaling signals are infra/signals.py, so the plan and the deployed stack

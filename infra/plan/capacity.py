@@ -11,8 +11,8 @@ gpu_check.json from a GPU; several may be given), each figure labelled with wher
 - a **GPU type**: the cores its API processes keep busy (the service's worker rule, service/workers.py:
   processes x FRONT_END_CORES_PER_PROCESS, at most its vCPUs) over the measured CPU-ms per image *outside*
   the model (decoding, HTTP), capped by the model's measured ceiling x GPUs where the benchmark ran on that
-  GPU model; where its GPU model was
-  not measured, the assumed figure below (or the CPU bound, where that is lower);
+  GPU model; where its GPU model was not measured, the assumed figure below (or the CPU bound, where that
+  is lower);
 - otherwise ASSUMED figures (below), said so in every output.
 
 Boot times come from the type's kind (infra/instance_types.py), estimates until measured on AWS.
@@ -49,8 +49,8 @@ ASSUMED_GPU_CAPACITY = {
     "p5.48xlarge": 4000.0,
 }
 # CPU types without a CPU measurement: server CPU-ms per image served per precision on one vCPU that is
-# a whole core. ASSUMED: this project's 2-core c7a-class measurements (docs/performance.md: 7.1, 11.6
-# and, derived, ~18 ms) rounded up.
+# a whole core. ASSUMED: rounded from this project's 2-core c7a-class measurements (docs/performance.md:
+# INT8 6.8-8.2, bf16 10.1-11.6, OpenVINO fp32 18.4-19.2 between runs).
 ASSUMED_CPU_MS_PER_IMAGE = {"int8": 8.0, "bf16": 12.0, "fp32": 20.0}
 # What a vCPU that is a hyperthread gives of a core's throughput on this work (vector-bound inference
 # and JPEG decoding share a core's execution units): two hyperthreads ~1.2 cores. ASSUMED (Intel's own
@@ -62,7 +62,7 @@ CPU_BASE_LATENCY_S = 0.03  # the same on a CPU without a measured one (2 cores m
 # What a capacity figure rests on (the tables' "capacity from" column).
 MEASURED = "measured"  # on this kind of CPU / this GPU model, vCPUs counted alike
 TRANSFERRED = "measured, transferred"  # measured on another vCPU layout, scaled by the assumed SMT_YIELD
-CPU_SIDE = "CPU side measured, GPU not"  # a GPU type bounded by its vCPUs; its GPU's ceiling unmeasured
+CPU_SIDE = "CPU side measured, GPU not"  # a GPU type bounded by its API processes; its GPU unmeasured
 ASSUMED = "assumed"
 GIVEN = "given"
 
@@ -80,7 +80,7 @@ class InstanceModel:
     runtime: str = "torch"
     precision: str = "fp16"
     source: str = "assumed"  # how the capacity was found, in a sentence
-    basis: str = "assumed"  # in a word or three, for tables: see BASES
+    basis: str = "assumed"  # in a word or three, for tables: MEASURED, TRANSFERRED, CPU_SIDE, ASSUMED, GIVEN
 
     @property
     def ebs_usd_per_hour(self) -> float:
@@ -284,12 +284,6 @@ def instance_model(
         source=source,
         basis=basis,
     )
-
-
-def derived_capacity(instance_type: str, measured: MeasuredCapacity) -> tuple[float, str]:
-    """(images/s, what binds) for an instance type from one measurement (the planner's printout)."""
-    model = instance_model(instance_type, measurements=[measured])
-    return model.capacity_rps, model.source.removeprefix("measured: ")
 
 
 def instance_for(

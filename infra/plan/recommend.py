@@ -22,10 +22,6 @@ class Tier:
     instance_type: str
     precision: str | None = None  # RESNET18_PRECISION for the tier; None: what the stack's serviceEnv runs
 
-    @property
-    def label(self) -> str:
-        return self.instance_type + (f" {self.precision}" if self.precision else "")
-
 
 # The cheapest per image of each family the planner knows (docs/deploy.md, "Choosing an instance type"):
 # the CPU tier as the stack runs it by default (OpenVINO bf16 on c7a) and in INT8 (needs the INT8 import:

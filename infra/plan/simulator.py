@@ -38,10 +38,10 @@ from ..config import StackConfig
 from ..instance_types import kind_of
 from ..signals import (
     PERIOD_S,
-    SIGNALS,
     WAKE_DATAPOINTS,
     WAKE_EVALUATION_PERIODS,
     normalised,
+    signals_for,
     step_for,
     wake_steps,
 )
@@ -136,8 +136,7 @@ def alarms_for(stack: StackConfig) -> tuple[dict[str, Alarm], Alarm]:
     out_alarms = {
         signal.key: Alarm(signal.key, thresholds.of(signal.threshold_key), "GreaterThanThreshold",
                           timing.scale_out_evaluation_periods, timing.scale_out_datapoints, "notBreaching")
-        for signal in SIGNALS
-        if signal.key in kind_of(stack.fleet.instance_type).signals  # only what exists on the instance
+        for signal in signals_for(kind_of(stack.fleet.instance_type))  # only what exists on the instance
     }  # fmt: skip
     in_alarm = Alarm("all-low", thresholds.scale_in_below, "LessThanThreshold", timing.scale_in_evaluation_periods,
                      timing.scale_in_datapoints, "notBreaching")  # fmt: skip
