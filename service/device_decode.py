@@ -82,6 +82,9 @@ def _own_stream(device: torch.device) -> Iterator[None]:
     streams: dict[torch.device, torch.cuda.Stream] = _streams.__dict__.setdefault("by_device", {})
     stream = streams.get(device)
     if stream is None:
+        # This thread's current device too: leaving torch.cuda.stream() restores the thread's previous
+        # device, which would otherwise be cuda:0 and open a context there for a worker pinned elsewhere.
+        torch.cuda.set_device(device)
         stream = streams[device] = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
     stream.synchronize()  # a host barrier: nothing queued on it may still read a block the decoder gets
     with torch.cuda.stream(stream):

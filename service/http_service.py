@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import logging
 import os
 import threading
@@ -29,7 +28,7 @@ from .batching import AdaptiveBatcher, Overloaded
 from .config import INT8_MODEL_NAME, MODEL_NAME, InputLimits, env_int
 from .errors import AnswerRejected, error_response
 from .model.runtime import visible_gpus
-from .model_service import MAX_LATENCY_MS, ON_GPU, RUNS_TORCH, SETTINGS, LoadedModel, in_store
+from .model_service import MAX_LATENCY_MS, ON_GPU, RUNS_TORCH, SETTINGS, LoadedModel, in_store, require_torch
 from .openapi import OpenAPIDocument
 from .preprocessing import ImageError, preprocess
 from .schemas import Prediction, predictions_from
@@ -68,6 +67,7 @@ class ImageClassifier:
 
     def __init__(self) -> None:
         if RUNS_TORCH:
+            require_torch("RESNET18_RUNTIME=torch")  # the CPU image has none: stop with the fix
             import torch
 
             # The worker processes share the cores: torch threads per process = cores / processes (on a
@@ -199,7 +199,8 @@ def _decode_device(setting: str, model: LoadedModel) -> torch.device | None:
     from .model.torch_runtime import TorchClassifier
 
     assert isinstance(classifier, TorchClassifier)
-    importlib.import_module(f"{__package__}.device_decode")  # torchvision loaded now, not by the first request
+    from . import device_decode  # noqa: F401  (torchvision loaded now, not by the first request)
+
     logger.info("JPEGs are decoded on %s (nvJPEG); other images on the CPU", classifier.device)
     return classifier.device
 

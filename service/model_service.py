@@ -193,7 +193,7 @@ class _Source:
             description = str(stored.info.metadata.get("weights", "unknown"))
             return cls(str(stored.tag), description, True, _openvino_from(read_openvino(stored)))
         if SETTINGS.weights is not None:  # development: torch reads the state dict, whatever runs it
-            _require_torch("RESNET18_WEIGHTS")
+            require_torch("RESNET18_WEIGHTS")
             from .model.torch_runtime import TorchClassifier
             from .model.weights import build_resnet18, load_state_dict
 
@@ -229,7 +229,7 @@ def _unavailable(choice: RuntimeChoice) -> Classifier:
     raise AssertionError("no runtime is built without a runtime choice")
 
 
-def _require_torch(what: str) -> None:
+def require_torch(what: str) -> None:
     """torch loads only where it runs, and the CPU image carries none: asking it for torch stops start-up
     with the fix, not an ImportError traceback (tests/test_no_torch.py)."""
     try:
@@ -242,7 +242,7 @@ def _require_torch(what: str) -> None:
 
 
 def _torch_from(entry: bentoml.Model) -> Callable[[RuntimeChoice], Classifier]:
-    _require_torch("RESNET18_RUNTIME=torch")
+    require_torch("RESNET18_RUNTIME=torch")
     from .model.torch_runtime import TorchClassifier
     from .model.weights import build_resnet18
 

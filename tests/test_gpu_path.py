@@ -207,6 +207,7 @@ class FakeStreams:
         self.events: list[str] = []
         self.current: str | None = None
         self.made = 0
+        self.devices: list[str] = []  # set_device calls: each decoding thread makes the worker's GPU current
         outer = self
 
         class Stream:
@@ -229,11 +230,15 @@ class FakeStreams:
 
         self.Stream, self.stream = Stream, StreamContext
 
+    def set_device(self, device: torch.device) -> None:
+        self.devices.append(str(device))
+
 
 def test_device_decoding_drains_its_own_stream_before_the_decoder_allocates(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeStreams()
     monkeypatch.setattr(torch.cuda, "Stream", fake.Stream)
     monkeypatch.setattr(torch.cuda, "stream", fake.stream)
+    monkeypatch.setattr(torch.cuda, "set_device", fake.set_device)
     real_decode = device_decode.decode_jpeg
 
     def decode_jpeg(encoded: list[torch.Tensor], mode: Any, device: torch.device) -> list[torch.Tensor]:
@@ -253,6 +258,7 @@ def test_device_decoding_drains_its_own_stream_before_the_decoder_allocates(monk
     device_decode.decode_batch(datas, gpu)  # the same thread: the same stream, drained again
     assert fake.events == ["synchronize s1@cuda:0", "decode on s1@cuda:0"] * 2
     assert fake.current is None
+    assert fake.devices == ["cuda:0"]  # once per thread, with its stream
 
     other: list[str] = []
     thread = threading.Thread(target=lambda: other.append(str(device_decode.decode_batch(datas, gpu).shape)))
@@ -260,6 +266,7 @@ def test_device_decoding_drains_its_own_stream_before_the_decoder_allocates(monk
     thread.join()
     assert other and fake.made == 2  # another decoding thread: a stream of its own
     assert fake.events[-2:] == ["synchronize s2@cuda:0", "decode on s2@cuda:0"]
+    assert fake.devices == ["cuda:0", "cuda:0"]
 
 
 def test_device_decoding_on_the_cpu_touches_no_stream(monkeypatch: pytest.MonkeyPatch) -> None:

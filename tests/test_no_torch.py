@@ -126,12 +126,10 @@ def test_cuda_asked_for_without_torch_is_never_ready_not_a_crash(model_store: tu
 def test_torch_asked_for_without_torch_stops_with_the_fix(
     model_store: tuple[Path, str], setting: dict[str, str]
 ) -> None:
-    """The CPU image told to run torch: start-up stops with a message naming the fix, not an ImportError."""
+    """The CPU image told to run torch: start-up (the service's own constructor, as a worker runs it) stops
+    with a message naming the fix, not an ImportError."""
     home, _ = model_store
-    code = (
-        "from service.http_service import ImageClassifier; from service.model_service import LoadedModel\n"
-        "LoadedModel(ImageClassifier.inner.stored_model, ImageClassifier.inner.int8_model)"
-    )
+    code = "from service.http_service import ImageClassifier; ImageClassifier.inner()"
     env = without_torch({**os.environ, "BENTOML_HOME": str(home), "RESNET18_DEVICE": "cpu", **setting})
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
