@@ -488,7 +488,7 @@ def with_changes(config: StackConfig, section: str, **changes: Any) -> StackConf
     planner's variants)."""
     current = getattr(config, section)
     assert isinstance(current, BaseModel), f"{section} is not a section"
-    # Only the section's fields that were set: a default that follows the instance type (FleetConfig)
-    # must follow a changed instanceType, not keep the old type's value.
-    kept = current.model_dump(include=current.model_fields_set)
-    return StackConfig.model_validate({**config.model_dump(), section: {**kept, **changes}})
+    # Only fields that were set, in every section: a default that follows the instance type (FleetConfig)
+    # must follow a changed instanceType, not keep the old type's value, however many changes came before.
+    unset_dropped = config.model_dump(exclude_unset=True)
+    return StackConfig.model_validate({**unset_dropped, section: {**unset_dropped.get(section, {}), **changes}})

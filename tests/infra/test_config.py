@@ -247,6 +247,9 @@ def test_a_changed_instance_type_takes_the_new_kinds_defaults() -> None:
     assert cpu.fleet.ready_timeout_s == 1500 and cpu.asg_name == "elastic-resnet-dev-cpu"
     back = with_changes(cpu, "fleet", instance_type="g5.xlarge")
     assert (back.fleet.ami_ssm_parameter, back.fleet.root_volume_gb) == (GPU.ami_parameter, 100)
+    # after a change to another section too (the planner chains them)
+    rescaled = with_changes(with_changes(gpu, "scaling", scheduled_actions=[]), "fleet", instance_type="c7a.large")
+    assert (rescaled.fleet.ami_ssm_parameter, rescaled.fleet.root_volume_gb) == (CPU.ami_parameter, 34)
 
 
 @pytest.mark.parametrize(("given", "read_only"), [(None, True), ("true", True), ("false", False), (False, False)])
