@@ -101,8 +101,11 @@ class SubprocessRunner:
     def run(self, call: Call) -> Result:
         if call.log is None:
             try:
+                # No terminal input: a command that would prompt (a passphrase, a login) fails instead of
+                # waiting unseen while its output is captured.
+                stdin = {"input": call.input} if call.input is not None else {"stdin": subprocess.DEVNULL}
                 done = subprocess.run(
-                    call.argv, input=call.input, env=self._env(call), cwd=call.cwd, capture_output=True, text=True
+                    call.argv, env=self._env(call), cwd=call.cwd, capture_output=True, text=True, **stdin
                 )
             except FileNotFoundError as exc:
                 return Result(call.argv, 127, "", str(exc))

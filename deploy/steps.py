@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from service.auth import keys_in
+
 from .commands import Call, CommandError, Runner, check
 from .preflight import Findings
 from .smoke import SmokeResult, smoke_test
@@ -177,8 +179,10 @@ class Deployment:
             check(self.runner, self.pulumi("config", "set", flag, "false"))
             try:
                 check(self.runner, self.pulumi("up", "--yes", "--non-interactive", log="up-first.log"))
-            finally:
-                check(self.runner, self.pulumi("config", "rm", flag))
+            finally:  # never hides the `pulumi up` error above; a failed rm is said, and the next run redoes it
+                removed = self.runner.run(self.pulumi("config", "rm", flag))
+                if not removed.ok:
+                    print(f"    could not remove {flag} ({removed.stderr.strip()[-200:]})", file=self.out)
             uri = self.repository_uri()
             if uri is None:
                 raise RuntimeError(f"`pulumi up` did not create the ECR repository {self.target.repository_name}")
@@ -230,7 +234,7 @@ class Deployment:
                 "--output", "text",
             ),
         ).stdout  # fmt: skip
-        keys = [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
+        keys = [key for _, key in keys_in(value)]  # as the service reads them
         if not keys:
             raise RuntimeError(f"the API keys parameter {parameter} holds no key")
         return keys[0]
@@ -266,6 +270,9 @@ class Deployment:
         repository = self.ensure_registry()
         self.push(repository)
         self.release()
-        endpoint = self.outputs()[ENDPOINT_OUTPUT]
+        outputs = self.outputs()
+        if ENDPOINT_OUTPUT not in outputs:
+            raise RuntimeError(f"the stack has no {ENDPOINT_OUTPUT!r} output (it has: {', '.join(outputs) or 'none'})")
+        endpoint = outputs[ENDPOINT_OUTPUT]
         self.smoke(endpoint)
         return endpoint

@@ -65,10 +65,7 @@ class KeyFile:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{ENV_VAR}={str(path)!r} cannot be read: {type(exc).__name__}") from None
         digests = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            key = line.split("#", 1)[0].strip()
-            if not key:
-                continue
+        for number, key in keys_in(text):
             if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
                 # Name the line, never the key.
                 raise ConfigError(
@@ -122,6 +119,13 @@ class ApiKeys:
             logger.error("API keys file changed but is not usable (%s); keeping the previous keys", exc)
             return
         logger.info("API keys reloaded from %s: %d key(s)", path, len(self))
+
+
+def keys_in(text: str) -> list[tuple[int, str]]:
+    """(line number, key) of each key in a keys file's text: what precedes a ``#``, stripped; blank lines
+    skipped. The service reads its file this way, and `make deploy` the stack's parameter for its smoke test."""
+    lines = ((number, line.split("#", 1)[0].strip()) for number, line in enumerate(text.splitlines(), start=1))
+    return [(number, key) for number, key in lines if key]
 
 
 def keys_from_env() -> ApiKeys | None:
