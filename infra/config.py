@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 
 from service.timeouts import KEEPALIVE_S
 
-from .instance_types import DEFAULT_INSTANCE_TYPE, GPU, INSTANCE_TYPES, InstanceKind, InstanceType, refusal
+from .instance_types import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES, InstanceKind, InstanceType, refusal
 from .signals import PERIOD_S, REFERENCE_THRESHOLD_KEY, SIGNALS
 
 CONFIG_NAMESPACE = "elastic-resnet"
@@ -36,7 +36,6 @@ READINESS_PATH = "/readyz"  # 200 only once the model is loaded and warmed up
 MAX_HOOK_TIMEOUT_S = 7200  # AWS's bound on a lifecycle hook's HeartbeatTimeout (PutLifecycleHook: 30-7200 s)
 LAUNCH_HOOK_MARGIN_S = 120  # the launch hook starts before the instance boots; its deadline counts from boot
 SECURITY_GROUP_INBOUND_RULES = 60  # AWS's default quota of inbound rules per security group (adjustable)
-DEFAULT_AMI_PARAMETER = GPU.ami_parameter  # the default instance type's; a CPU type's is CPU.ami_parameter
 RESERVED_KEYS = ("project", "stack", "region")  # from Pulumi itself and aws:region, never from our namespace
 
 

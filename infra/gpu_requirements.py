@@ -24,11 +24,7 @@ import re
 from datetime import date
 
 CUDA_VERSION = "13.0"  # the image's CUDA (requirements.lock.txt)
-MIN_DRIVER_VERSION = "580.65.06"  # the least Linux driver that runs it (the sources above)
-DRIVER_SOURCES = (
-    "https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html",
-    "https://docs.nvidia.com/cuda/archive/13.0.0/cuda-toolkit-release-notes/index.html",
-)
+MIN_DRIVER_VERSION = "580.65.06"  # the least Linux driver that runs it (the module docstring's sources)
 
 # The AWS Deep Learning AMIs carry their release date at the end of their name ("Deep Learning Base OSS Nvidia
 # Driver GPU AMI (Ubuntu 24.04) 20251031"), and each release's notes list its driver (nvidia_driver). The

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 KindName = Literal["gpu", "cpu"]
-WarmPoolState = Literal["Stopped", "Hibernated", "Running"]
+WarmPoolState = Literal["Stopped", "Hibernated"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,6 @@ class InstanceKind:
 
     name: KindName
     ami_parameter: str  # the default AMI: a public SSM parameter (fleet.amiId pins one instead)
-    ami_description: str
     bentofile: str  # the bento recipe of the image this kind runs (`make image`, `make deploy`)
     image_variant: str  # the image's name suffix / tag suffix: which of the two images
     run_flags: tuple[str, ...]  # `docker run` flags besides infra/container.py's hardened set
@@ -59,7 +58,6 @@ class InstanceKind:
 GPU = InstanceKind(
     name="gpu",
     ami_parameter="/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id",
-    ami_description="AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04)",
     bentofile="bentofile.yaml",
     image_variant="gpu",
     run_flags=("--gpus", "all"),
@@ -82,7 +80,6 @@ CPU = InstanceKind(
     # Ubuntu 22.04.2 (serial 20230303 or later) and no 24.04; the warm pool below hibernates.
     # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/hibernating-prerequisites.html
     ami_parameter="/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id",
-    ami_description="Canonical Ubuntu Server 22.04 LTS (amd64), which AWS lists as able to hibernate",
     bentofile="bentofile.cpu.yaml",
     image_variant="cpu",
     run_flags=(),

@@ -93,7 +93,6 @@ SIGNALS: tuple[Signal, ...] = (
 # What the agent collects on an instance (user data), derived from the signals above: the agent's plugin
 # and measurements behind each signal's agent metrics (the queue comes from the service's /metrics).
 AGENT_CPU_MEASUREMENTS = ["usage_active"]
-AGENT_GPU_MEASUREMENTS = ["utilization_gpu", "memory_used", "memory_total"]
 AGENT_PLUGINS: dict[str, tuple[str, list[str]]] = {
     "cpu": ("cpu", AGENT_CPU_MEASUREMENTS),
     "gpu-utilization": ("nvidia_gpu", ["utilization_gpu"]),

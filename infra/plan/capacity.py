@@ -28,7 +28,7 @@ from pathlib import Path
 
 from service.model.runtime import SettingsConflict, choose
 from service.timeouts import MAX_LATENCY_MS_CPU, MAX_LATENCY_MS_GPU
-from service.workers import FRONT_END_CORES_PER_PROCESS, default_workers
+from service.workers import default_workers, front_end_ceiling
 
 from ..instance_types import INSTANCE_TYPES, InstanceType
 
@@ -226,8 +226,8 @@ def _gpu_type(spec: InstanceType, measurements: Sequence[MeasuredCapacity]) -> D
     # The service's own worker rule (service/workers.py): so many API processes, each keeping at most
     # FRONT_END_CORES_PER_PROCESS cores busy, all of them at most the instance's vCPUs.
     processes = default_workers(spec.gpus, spec.vcpus)
-    cores = min(spec.vcpus, processes * FRONT_END_CORES_PER_PROCESS) * factor
-    cpu_bound = cores * 1000.0 / outside.cpu_ms_per_image_outside_model
+    cpu_bound = front_end_ceiling(spec.vcpus, spec.gpus, outside.cpu_ms_per_image_outside_model) * factor
+    cores = cpu_bound * outside.cpu_ms_per_image_outside_model / 1000.0
     why = f"{processes} API processes, {cores:.1f} cores busy; {why}"
     if on_gpu is None:  # the labelled estimate, unless the measured CPU side allows less
         assumed = ASSUMED_GPU_CAPACITY[spec.name]
