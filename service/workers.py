@@ -4,8 +4,9 @@ Each API process is a whole pipeline (HTTP, decoding, adaptive batching and the 
 instance every process holds a CUDA context, a copy of the weights and its own batcher: one process per GPU
 batches all of that GPU's traffic and keeps one context, and more split the traffic into smaller batches
 and add a context each. What can make more pay is the front end: a process's event loop (HTTP, multipart,
-batching, JSON) holds the GIL, so one process keeps only so many cores busy decoding, however many the
-instance has (measured with ``python -m bench.frontend``: docs/performance.md, "Workers per GPU").
+batching, JSON) holds the GIL, so one process keeps only so many cores busy decoding (measured on 2 vCPUs
+with ``python -m bench.frontend``: docs/performance.md, "Workers per GPU"; bench/gpu_check.sh measures it on
+a GPU instance's cores).
 
 Light on purpose (no torch, no BentoML): the planner (infra/plan) imports :func:`workers_per_gpu`,
 :func:`default_workers` and :data:`FRONT_END_CORES_PER_PROCESS`, so that its multi-GPU capacity follows the
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 from .config import ConfigError
 
-# Cores one API process keeps busy, however many the machine has: measured with the service's model replaced
-# by a no-op (python -m bench.frontend, docs/performance.md "Workers per GPU"): one process served 348-379
-# images/s on 1.27-1.32 cores of 2, 0.35 of them left idle (the load generator took 0.3), with its event
-# loop at 1.1-1.25 CPU-ms per image of 3.5-3.7; the GIL serialises the rest. A second process used them.
+# Cores one API process keeps busy: measured on 2 vCPUs with the service's model replaced by a no-op
+# (python -m bench.frontend, docs/performance.md "Workers per GPU"): one process served 348-379 images/s on
+# 1.27-1.32 cores of 2, 0.35 of them left idle (the load generator took 0.3), with its event loop at
+# 1.1-1.25 CPU-ms per image of 3.5-3.7; the GIL serialises the rest. A second process used them only when
+# the connections split evenly (+15% at 16 clients, less at 8 and 32). Unmeasured on more cores: gpu_check.
 FRONT_END_CORES_PER_PROCESS = 1.3
 # The most API processes per GPU, by default and by RESNET18_API_WORKERS: each holds a CUDA context
 # (~0.3-0.5 GB), the weights and its allocator's cache; four on a 16 GB T4 stay under the fleet's scale-in

@@ -123,7 +123,7 @@ class TorchClassifier:
         """On a GPU, once no batch has come for ``idle_s`` since the last one, give the allocator's cache
         back (what the last burst's batches and cuDNN workspaces left reserved): an idle worker then holds
         its context and weights only, whatever load it saw. Runs on the model thread, between batches; the
-        next batch allocates again (microseconds to milliseconds, once)."""
+        next batch allocates again, once."""
         idle = time.monotonic() - self.last_used
         if self.device.type != "cuda" or self.released_at >= self.last_used or idle < idle_s:
             return False
