@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from infra.config import CONFIG_NAMESPACE, ConfigError, StackConfig, from_cli_values, stack_file_cli_values
-from infra.instance_types import INSTANCE_TYPES, InstanceKind, InstanceType
+from infra.instance_types import InstanceKind, InstanceType
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,11 +30,11 @@ class Target:
 
     @property
     def instance(self) -> InstanceType:
-        return INSTANCE_TYPES[self.config.fleet.instance_type]
+        return self.config.fleet.instance
 
     @property
     def kind(self) -> InstanceKind:
-        return self.instance.kind
+        return self.config.fleet.kind
 
     @property
     def bentofile(self) -> Path:
